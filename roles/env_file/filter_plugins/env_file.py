@@ -10,20 +10,20 @@ DIALECTS = ("compose_v2", "compose_v1")
 
 
 def env_file_quote(value, dialect="compose_v2"):
-    """Quote a value so that compose's --env-file reader returns it byte for byte.
+    r"""Quote a value so that compose's --env-file reader returns it byte for byte.
 
-    Single quotes are literal for both readers. A value holding a single quote goes in double
-    quotes, where both unescape \\\\ and \\", and compose v2 also unescapes \\$ (v1 keeps it).
+    compose v2: single quotes are literal, so they serve unless the value holds one or ends with
+    a backslash (read as an escaped closing quote); then double quotes, escaping \\, \" and \$. compose v1 (python-dotenv): single quotes, escaping \\ and
+    \' (it still expands ${...} inside them: env_file_problems refuses such values for v1).
     """
     if dialect not in DIALECTS:
         raise ValueError(f"unknown env file dialect {dialect!r}: use one of {DIALECTS}")
     text = str(value)
-    if "'" not in text:
+    if dialect == "compose_v1":
+        return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+    if "'" not in text and not text.endswith("\\"):
         return f"'{text}'"
-    escaped = text.replace("\\", "\\\\").replace('"', '\\"')
-    if dialect == "compose_v2":
-        escaped = escaped.replace("$", "\\$")
-    return f'"{escaped}"'
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("$", "\\$") + '"'
 
 
 def env_file_problems(values, secrets, required_keys, dialect="compose_v2"):
@@ -61,6 +61,8 @@ def _value_problems(key, value, required, entries, dialect):
         return [f"{key} has another assignment glued on ({', '.join(glued)}=...): split it into its own key"]
     if dialect == "compose_v1" and "${" in text:
         return [f"{key} holds '${{', which docker-compose v1 expands: install the compose v2 plugin"]
+    if dialect == "compose_v1" and text.endswith("\\"):
+        return [f"{key} ends with a backslash, which docker-compose v1 cannot read back: install the compose v2 plugin"]
     return []
 
 

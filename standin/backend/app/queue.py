@@ -8,4 +8,6 @@ JOB_QUEUE = "i2m:jobs"
 
 
 def connect() -> redis.Redis:
-    return redis.Redis.from_url(os.environ.get("REDIS_URL", "redis://redis:6379/0"), socket_timeout=5)
+    # Like the production settings: an empty REDIS_URL falls back to the default, so a container
+    # started without the env file runs, and fails per request rather than at start.
+    return redis.Redis.from_url(os.environ.get("REDIS_URL") or "redis://redis:6379/0", socket_timeout=5)
