@@ -1,0 +1,72 @@
+"""Folds ansible-runner events, as they stream, into what a run's report needs.
+
+Nothing is kept per event: memory stays flat however long the run. The playbooks publish their
+outcomes with set_stats; human output is never parsed.
+"""
+
+import time
+from dataclasses import dataclass, field
+
+STAT_NAMES = {"ok": "ok", "changed": "changed", "failures": "failed", "dark": "unreachable",
+              "skipped": "skipped", "rescued": "rescued", "ignored": "ignored"}
+PREFLIGHT_PLAY_PREFIX = "Preflight - inputs"
+
+
+@dataclass
+class StageResult:
+    name: str
+    playbook: str
+    status: str = "unstarted"
+    rc: int | None = None
+    duration_s: float = 0.0
+    hosts: dict = field(default_factory=dict)
+    failed_tasks: list = field(default_factory=list)
+    unreachable: dict = field(default_factory=dict)
+    checks: dict = field(default_factory=dict)
+    error: str = ""
+
+    @property
+    def failed_in_preflight(self) -> bool:
+        return any(task["play"].startswith(PREFLIGHT_PLAY_PREFIX) for task in self.failed_tasks)
+
+
+def _message(result: dict) -> str:
+    if result.get("censored"):
+        return result["censored"]
+    message = result.get("msg") or result.get("stderr") or result.get("reason") or "failed"
+    if isinstance(message, list):
+        message = "\n".join(str(line) for line in message)
+    return str(message).strip()
+
+
+class EventFolder:
+    """An ansible-runner event handler: call it with each event; it always returns True."""
+
+    def __init__(self, stage: StageResult, on_task=None):
+        self.stage = stage
+        self.on_task = on_task
+        self.play = ""
+        self.started = time.monotonic()
+
+    def __call__(self, event: dict) -> bool:
+        kind = event.get("event")
+        data = event.get("event_data", {})
+        if kind == "playbook_on_play_start":
+            self.play = data.get("name", "")
+        elif kind == "playbook_on_task_start" and self.on_task:
+            self.on_task(self.stage.name, data.get("task", ""), time.monotonic() - self.started)
+        elif kind == "runner_on_failed" and not data.get("ignore_errors"):
+            self.stage.failed_tasks.append({"host": data.get("host"), "play": self.play, "task": data.get("task", ""),
+                                            "message": _message(data.get("res", {}))})
+        elif kind == "runner_on_unreachable":
+            self.stage.unreachable[data.get("host")] = _message(data.get("res", {}))
+        elif kind == "playbook_on_stats":
+            self._fold_stats(data)
+        return True
+
+    def _fold_stats(self, data: dict) -> None:
+        for runner_name, name in STAT_NAMES.items():
+            for host, count in (data.get(runner_name) or {}).items():
+                self.stage.hosts.setdefault(host, dict.fromkeys(STAT_NAMES.values(), 0))[name] = count
+        for host, checks in (data.get("artifact_data") or {}).get("i2m_checks", {}).items():
+            self.stage.checks[host] = checks

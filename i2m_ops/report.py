@@ -1,0 +1,98 @@
+"""One run's result: the JSON document (schema below) and its Markdown report."""
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+SCHEMA = "i2m-ops/run/1"
+EXIT_MEANINGS = {0: "done, all checks passed", 1: "a step or check failed on at least one host",
+                 2: "drift found", 3: "could not start", 4: "some hosts unreachable, none failed"}
+
+
+def exit_code(stages: list) -> int:
+    """The CLI's documented exit code, from what the stages folded."""
+    for stage in stages:
+        if stage.failed_in_preflight or (stage.status != "successful" and not stage.hosts and not stage.unreachable):
+            return 3
+    if any(stage.failed_tasks or any(host["failed"] for host in stage.hosts.values()) for stage in stages):
+        return 1
+    if any(stage.unreachable for stage in stages):
+        return 4
+    return 0 if all(stage.status == "successful" for stage in stages) else 1
+
+
+def run_document(meta: dict, stages: list, code: int) -> dict:
+    checks = {}
+    for stage in stages:
+        checks.update(stage.checks)
+    return {
+        "schema": SCHEMA,
+        **meta,
+        "exit_code": code,
+        "outcome": EXIT_MEANINGS[code],
+        "stages": [{key: value for key, value in asdict(stage).items() if key in ("name", "playbook", "status", "rc", "duration_s", "error")}
+                   for stage in stages],
+        "hosts": {host: counts for stage in stages for host, counts in stage.hosts.items()},
+        "failed_tasks": [{**task, "stage": stage.name} for stage in stages for task in stage.failed_tasks],
+        "unreachable_hosts": {host: message for stage in stages for host, message in stage.unreachable.items()},
+        "checks": checks,
+    }
+
+
+def check_line(check: dict) -> str:
+    icon = "❌" if not check["ok"] else "⚠️" if check.get("warn") else "✅"
+    return f"{icon} {check['service']} {check['check']} {check['item']}: {check['state']}"
+
+
+def next_steps(document: dict) -> list:
+    steps = []
+    failed_env = sorted({(c["service"], c["item"]) for checks in document["checks"].values() for c in checks
+                         if c["check"] == "env" and not c["ok"]})
+    if document["exit_code"] == 3:
+        steps.append("Fix the input named above, then run the same command again: nothing on the hosts was changed.")
+    if failed_env:
+        names = ", ".join(f"{service} {key}" for service, key in failed_env)
+        steps.append(f"The containers do not carry the intended environment ({names}): most likely stale containers. "
+                     "Run `i2m-ops remediate` (down, build --no-cache, up -d) with the same inventory.")
+    if document["unreachable_hosts"]:
+        steps.append("Check SSH access to the unreachable hosts (address, user, key), then run again with `-l` on them.")
+    if document["failed_tasks"] and not failed_env and document["exit_code"] == 1:
+        steps.append("Read the failed tasks above and the backend's logs (`docker logs <project>-backend --tail 100`).")
+    if not steps:
+        steps.append("Nothing to do. `i2m-ops verify` checks the stack again at any time, changing nothing.")
+    return steps
+
+
+def markdown(document: dict) -> str:
+    lines = [f"# i2m-ops {document['command']}: {document['outcome']}", "", "## Executive Summary", "",
+             f"`i2m-ops {document['command']}` on `{document['inventory']}` ended with exit code "
+             f"{document['exit_code']} ({document['outcome']}) after {document['duration_s']} s, "
+             f"on {len(document['hosts'])} host(s). Run {document['run_id']}."]
+    lines += [f"The `{stage['name']}` stage stopped before reaching any host: {stage['error']}" for stage in document["stages"] if stage.get("error")]
+    lines += ["", "## Investigation Results", ""]
+    for host in sorted(set(document["hosts"]) | set(document["unreachable_hosts"])):
+        checks = document["checks"].get(host, [])
+        if host in document["unreachable_hosts"]:
+            icon = "❌"
+        elif any(not c["ok"] for c in checks) or document["hosts"].get(host, {}).get("failed"):
+            icon = "❌"
+        else:
+            icon = "⚠️" if any(c.get("warn") for c in checks) else "✅"
+        lines += [f"### {icon} {host}", ""]
+        if host in document["unreachable_hosts"]:
+            lines += [f"- ❌ unreachable: {document['unreachable_hosts'][host]}"]
+        lines += [f"- {check_line(check)}" for check in checks]
+        lines += [f"- ❌ task '{t['task']}' failed: {t['message']}" for t in document["failed_tasks"] if t["host"] == host]
+        lines.append("")
+    lines += ["## Actions Taken", ""]
+    for stage in document["stages"]:
+        changed = ", ".join(f"{host} {counts['changed']}" for host, counts in document["hosts"].items())
+        lines.append(f"- {stage['name']} (`{stage['playbook']}`): {stage['status']}, rc {stage['rc']}, "
+                     f"{stage['duration_s']} s; changed tasks per host: {changed or 'none'}")
+    lines += ["", "## Next Steps", ""] + [f"{number}. {step}" for number, step in enumerate(next_steps(document), 1)]
+    return "\n".join(lines) + "\n"
+
+
+def write(run_dir: Path, document: dict) -> None:
+    (run_dir / "run.json").write_text(json.dumps(document, indent=2, ensure_ascii=False) + "\n")
+    (run_dir / "report.md").write_text(markdown(document))
