@@ -14,7 +14,7 @@ from typing import Annotated
 import typer
 import yaml
 
-from i2m_ops import __version__, inputs, report
+from i2m_ops import __version__, inputs, prometheus, report
 from i2m_ops.errors import CannotStart
 from i2m_ops.lock import InventoryLock
 from i2m_ops.redact import redact_text, redact_tree
@@ -67,8 +67,12 @@ def _rotate(artifacts_dir: Path, keep: int) -> None:
 
 def execute(command: str, playbook: str, *, inventory: Path, limit: str | None, extra_vars: list | None,
             vault_password_file: Path | None, as_json: bool, artifacts_dir: Path, keep_runs: int, verbose: int,
-            check: bool = False, more_vars: dict | None = None) -> None:
-    """Every command: check inputs, take the lock, run the playbook, write and print the report."""
+            check: bool = False, more_vars: dict | None = None, follow_up=None, output=None) -> None:
+    """Every command: check inputs, take the lock, run the playbook, write and print the report.
+
+    follow_up, given the first stage's result, may name a second playbook and the hosts to limit
+    it to; it runs under the same lock. output, given the run's document, prints or writes it.
+    """
     started = time.time()
     try:
         variables = {**inputs.parse_extra_vars(extra_vars or []), **(more_vars or {})}
@@ -84,29 +88,36 @@ def execute(command: str, playbook: str, *, inventory: Path, limit: str | None, 
             vars_file = Path(vars_dir) / "extra-vars.yml"
             vars_file.touch(mode=0o600)
             vars_file.write_text(yaml.safe_dump(variables))
-            args = ["-e", f"@{vars_file}"] + (["-l", limit] if limit else []) + (["--check"] if check else [])
-            args += ["--vault-password-file", str(vault_password_file)] if vault_password_file else []
-            args += ["-" + "v" * verbose] if verbose else []
-            stage = run_stage(command, playbook, inventory=inventory.resolve(), run_dir=run_dir, playbook_args=args,
-                              on_task=None if as_json else _progress)
+            common = ["-e", f"@{vars_file}"] + (["--check"] if check else [])
+            common += ["--vault-password-file", str(vault_password_file)] if vault_password_file else []
+            common += ["-" + "v" * verbose] if verbose else []
+            progress = None if as_json else _progress
+            stages = [run_stage(command, playbook, inventory=inventory.resolve(), run_dir=run_dir,
+                                playbook_args=common + (["-l", limit] if limit else []), on_task=progress)]
+            next_stage = follow_up(stages[0]) if follow_up else None
+            if next_stage:
+                name, next_playbook, hosts = next_stage
+                stages.append(run_stage(name, next_playbook, inventory=inventory.resolve(), run_dir=run_dir,
+                                        playbook_args=common + ["-l", ",".join(hosts)], on_task=progress))
     except CannotStart as error:
         typer.echo(f"i2m-ops {command}: cannot start: {error}", err=True)
         raise typer.Exit(3) from None
     if not as_json and sys.stderr.isatty():
         sys.stderr.write("\n")
-    for task in stage.failed_tasks:
-        task["message"] = redact_text(task["message"], hidden)
-    stage.unreachable = {host: redact_text(message, hidden) for host, message in stage.unreachable.items()}
-    stage.error = redact_text(stage.error, hidden)
-    code = report.exit_code([stage])
+    for stage in stages:
+        for task in stage.failed_tasks:
+            task["message"] = redact_text(task["message"], hidden)
+        stage.unreachable = {host: redact_text(message, hidden) for host, message in stage.unreachable.items()}
+        stage.error = redact_text(stage.error, hidden)
+    code = report.exit_code(stages)
     meta = {"run_id": run_id, "command": command, "inventory": str(inventory), "limit": limit,
-            "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
+            "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)), "started_epoch": int(started),
             "duration_s": round(time.time() - started, 2), "artifacts": str(run_dir)}
-    document = report.run_document(meta, [stage], code)
+    document = report.run_document(meta, stages, code)
     report.write(run_dir, document)
     redact_tree(run_dir, hidden)
     _rotate(artifacts_dir, keep_runs)
-    _print(document, as_json)
+    (output or _print)(document, as_json)
     raise typer.Exit(code)
 
 
@@ -114,7 +125,7 @@ def _print(document: dict, as_json: bool) -> None:
     if as_json:
         typer.echo(json.dumps(document, indent=2, ensure_ascii=False))
         return
-    typer.echo(report.markdown(document).split("## Actions Taken")[0].rstrip())
+    typer.echo(report.markdown(document).rstrip())
     typer.echo(f"\nReport: {document['artifacts']}/report.md  JSON: {document['artifacts']}/run.json")
 
 
@@ -139,14 +150,60 @@ def deploy(inventory: Inventory = DEFAULT_INVENTORY, limit: Limit = None, extra_
             verbose=verbose, check=check)
 
 
+def _read_only_command(name: str, playbook: str, summary: str) -> None:
+    """verify and diagnose: the shared options only, and nothing on the hosts changes."""
+
+    def command(inventory: Inventory = DEFAULT_INVENTORY, limit: Limit = None, extra_vars: ExtraVars = None,
+                vault_password_file: VaultFile = None, as_json: JsonOut = False,
+                artifacts_dir: ArtifactsDir = DEFAULT_ARTIFACTS, keep_runs: KeepRuns = 20, verbose: Verbose = 0):
+        execute(name, playbook, inventory=inventory, limit=limit, extra_vars=extra_vars,
+                vault_password_file=vault_password_file, as_json=as_json, artifacts_dir=artifacts_dir,
+                keep_runs=keep_runs, verbose=verbose)
+
+    command.__doc__ = summary
+    app.command(name)(command)
+
+
+_read_only_command("verify", "verify.yml", "Check the running stack, changing nothing: in-container env, endpoints, logs.")
+_read_only_command("diagnose", "diagnose.yml",
+                   "Gather the evidence and name the likely cause, changing nothing: exit 0 no fault, 1 a fault found.")
+
+
 @app.command()
-def verify(inventory: Inventory = DEFAULT_INVENTORY, limit: Limit = None, extra_vars: ExtraVars = None,
-           vault_password_file: VaultFile = None, as_json: JsonOut = False, artifacts_dir: ArtifactsDir = DEFAULT_ARTIFACTS,
-           keep_runs: KeepRuns = 20, verbose: Verbose = 0):
-    """Check the running stack, changing nothing: in-container env, endpoints, logs."""
-    execute("verify", "verify.yml", inventory=inventory, limit=limit, extra_vars=extra_vars,
-            vault_password_file=vault_password_file, as_json=as_json, artifacts_dir=artifacts_dir, keep_runs=keep_runs,
-            verbose=verbose)
+def drift(inventory: Inventory = DEFAULT_INVENTORY, limit: Limit = None, extra_vars: ExtraVars = None,
+          vault_password_file: VaultFile = None, as_json: JsonOut = False, artifacts_dir: ArtifactsDir = DEFAULT_ARTIFACTS,
+          keep_runs: KeepRuns = 20, verbose: Verbose = 0,
+          output_format: Annotated[str, typer.Option("--format", help="text, json or prometheus.")] = "text",
+          output: Annotated[Path | None, typer.Option("--output", help="With --format prometheus: the textfile to write, atomically.")] = None,
+          remediate_drifted: Annotated[bool, typer.Option("--remediate", help="Then remediate the drifted hosts.")] = False,
+          yes: Annotated[bool, typer.Option("--yes", "-y", help="With --remediate: do not ask first.")] = False):
+    """What would change and what is stale, changing nothing: exit 0 clean, 2 drift, 1 error, 4 unreachable."""
+    if output_format not in ("text", "json", "prometheus"):
+        typer.echo(f"i2m-ops drift: cannot start: --format {output_format}: use text, json or prometheus", err=True)
+        raise typer.Exit(3)
+    if output_format == "prometheus" and output is None:
+        typer.echo("i2m-ops drift: cannot start: --format prometheus needs --output PATH (a .prom file)", err=True)
+        raise typer.Exit(3)
+
+    def remediate_drifted_hosts(stage):
+        hosts = sorted({item["host"] for item in report.drifted_items(stage.drift)})
+        if not remediate_drifted or not hosts or stage.failed_tasks:
+            return None
+        if not yes and not (sys.stdin.isatty() and typer.confirm(f"Remediate {', '.join(hosts)} (down, build --no-cache, up -d)?")):
+            typer.echo("i2m-ops drift: remediation not confirmed (use --yes for unattended runs)", err=True)
+            return None
+        return "remediate", "remediate.yml", hosts
+
+    def emit(document, _as_json):
+        if output_format == "prometheus":
+            prometheus.write_atomically(output, prometheus.textfile(document))
+            typer.echo(f"i2m-ops drift: exit {document['exit_code']} ({document['outcome']}); metrics in {output}")
+        else:
+            _print(document, output_format == "json" or as_json)
+
+    execute("drift", "drift.yml", inventory=inventory, limit=limit, extra_vars=extra_vars, vault_password_file=vault_password_file,
+            as_json=as_json or output_format != "text", artifacts_dir=artifacts_dir, keep_runs=keep_runs, verbose=verbose,
+            follow_up=remediate_drifted_hosts, output=emit)
 
 
 @app.command("report")

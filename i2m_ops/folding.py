@@ -23,6 +23,8 @@ class StageResult:
     failed_tasks: list = field(default_factory=list)
     unreachable: dict = field(default_factory=dict)
     checks: dict = field(default_factory=dict)
+    drift: dict = field(default_factory=dict)
+    diagnosis: dict = field(default_factory=dict)
     error: str = ""
 
     @property
@@ -68,5 +70,7 @@ class EventFolder:
         for runner_name, name in STAT_NAMES.items():
             for host, count in (data.get(runner_name) or {}).items():
                 self.stage.hosts.setdefault(host, dict.fromkeys(STAT_NAMES.values(), 0))[name] = count
-        for host, checks in (data.get("artifact_data") or {}).get("i2m_checks", {}).items():
-            self.stage.checks[host] = checks
+        published = data.get("artifact_data") or {}
+        self.stage.checks.update(published.get("i2m_checks", {}))
+        self.stage.drift.update(published.get("i2m_drift", {}))
+        self.stage.diagnosis.update(published.get("i2m_diagnosis", {}))

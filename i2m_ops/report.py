@@ -18,13 +18,23 @@ def exit_code(stages: list) -> int:
         return 1
     if any(stage.unreachable for stage in stages):
         return 4
+    if any(not item["ok"] for item in drifted_items(stages[-1].drift)):
+        return 2
+    if any(found["causes"] for found in stages[-1].diagnosis.values()):
+        return 1
     return 0 if all(stage.status == "successful" for stage in stages) else 1
 
 
+def drifted_items(drift: dict) -> list:
+    return [{**item, "host": host} for host, items in drift.items() for item in items if not item["ok"]]
+
+
 def run_document(meta: dict, stages: list, code: int) -> dict:
-    checks = {}
+    checks, drift, diagnosis = {}, {}, {}
     for stage in stages:
         checks.update(stage.checks)
+        drift.update(stage.drift)
+        diagnosis.update(stage.diagnosis)
     return {
         "schema": SCHEMA,
         **meta,
@@ -36,6 +46,8 @@ def run_document(meta: dict, stages: list, code: int) -> dict:
         "failed_tasks": [{**task, "stage": stage.name} for stage in stages for task in stage.failed_tasks],
         "unreachable_hosts": {host: message for stage in stages for host, message in stage.unreachable.items()},
         "checks": checks,
+        "drift": drift,
+        "diagnosis": diagnosis,
     }
 
 
@@ -54,13 +66,42 @@ def next_steps(document: dict) -> list:
         names = ", ".join(f"{service} {key}" for service, key in failed_env)
         steps.append(f"The containers do not carry the intended environment ({names}): most likely stale containers. "
                      "Run `i2m-ops remediate` (down, build --no-cache, up -d) with the same inventory.")
+    drifted_hosts = sorted({item["host"] for item in drifted_items(document.get("drift", {}))})
+    if drifted_hosts and not failed_env:
+        steps.append(f"Drift on {', '.join(drifted_hosts)}: run `i2m-ops remediate -l {','.join(drifted_hosts)}` "
+                     "(or `i2m-ops drift --remediate`) to apply the inventory.")
     if document["unreachable_hosts"]:
         steps.append("Check SSH access to the unreachable hosts (address, user, key), then run again with `-l` on them.")
     if document["failed_tasks"] and not failed_env and document["exit_code"] == 1:
         steps.append("Read the failed tasks above and the backend's logs (`docker logs <project>-backend --tail 100`).")
+    if any(found["causes"] for found in document.get("diagnosis", {}).values()):
+        steps.append("Apply the recommended action, then run `i2m-ops verify`; if the error persists, the logs "
+                     "named in the evidence show the true cause.")
     if not steps:
         steps.append("Nothing to do. `i2m-ops verify` checks the stack again at any time, changing nothing.")
     return steps
+
+
+def diagnosis_sections(diagnosis: dict) -> list:
+    """Most Likely Root Cause and Recommended Actions, per host, as in the seed report."""
+    if not diagnosis:
+        return []
+    lines = ["## Most Likely Root Cause", ""]
+    for host, found in sorted(diagnosis.items()):
+        if not found["causes"]:
+            lines.append(f"- {host}: no fault found.")
+            continue
+        top, others = found["causes"][0], found["causes"][1:]
+        fixes = "A remediation (down, build --no-cache, up -d) fixes it." if top["remediation_fixes"] else \
+            "A remediation (down, build --no-cache, up -d) will NOT fix it."
+        lines.append(f"- **{host}: {top['cause']}.** {fixes}")
+        lines += [f"  - evidence: {line}" for line in top["evidence"]]
+        lines += [f"  - also possible: {cause['cause']}" for cause in others]
+    lines += ["", "## Recommended Actions", ""]
+    lines += [f"1. {host}: {found['causes'][0]['action']}" for host, found in sorted(diagnosis.items()) if found["causes"]]
+    if not any(found["causes"] for found in diagnosis.values()):
+        lines.append("1. None: the stack looks healthy.")
+    return lines + [""]
 
 
 def markdown(document: dict) -> str:
@@ -71,7 +112,8 @@ def markdown(document: dict) -> str:
     lines += [f"The `{stage['name']}` stage stopped before reaching any host: {stage['error']}" for stage in document["stages"] if stage.get("error")]
     lines += ["", "## Investigation Results", ""]
     for host in sorted(set(document["hosts"]) | set(document["unreachable_hosts"])):
-        checks = document["checks"].get(host, [])
+        checks = (document["checks"].get(host, []) + document.get("drift", {}).get(host, [])
+                  + document.get("diagnosis", {}).get(host, {}).get("evidence", []))
         if host in document["unreachable_hosts"]:
             icon = "❌"
         elif any(not c["ok"] for c in checks) or document["hosts"].get(host, {}).get("failed"):
@@ -84,6 +126,7 @@ def markdown(document: dict) -> str:
         lines += [f"- {check_line(check)}" for check in checks]
         lines += [f"- ❌ task '{t['task']}' failed: {t['message']}" for t in document["failed_tasks"] if t["host"] == host]
         lines.append("")
+    lines += diagnosis_sections(document.get("diagnosis", {}))
     lines += ["## Actions Taken", ""]
     for stage in document["stages"]:
         changed = ", ".join(f"{host} {counts['changed']}" for host, counts in document["hosts"].items())

@@ -37,8 +37,9 @@ class Stack:
     name: str
     project_dir: Path
     vars_dir: Path
-    secrets: dict
-    outputs: list = field(default_factory=list)
+    # Never in a repr: pytest prints fixtures' reprs in failure messages.
+    secrets: dict = field(repr=False)
+    outputs: list = field(default_factory=list, repr=False)
 
     def vars_file(self, **overrides) -> Path:
         """An extra-vars file (mode 0600) naming this stack, with its secrets and any overrides."""

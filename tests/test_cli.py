@@ -169,6 +169,22 @@ def test_inventory_without_stack_hosts_exits_3(tmp_path):
     assert "has no host in the group i2m_stack" in result.output
 
 
+def test_vaulted_inventory_without_the_password_exits_3(tmp_path):
+    inventory = tmp_path / "inventory"
+    (inventory / "group_vars" / "all").mkdir(parents=True)
+    (inventory / "hosts.yml").write_text(yaml.safe_dump({"i2m_stack": {"hosts": {"localhost": LOCALHOST}}}))
+    vault = inventory / "group_vars" / "all" / "vault.yml"
+    vault.write_text("vault_api_key: i2mVaultedCanary\n")
+    password = tmp_path / "vault-pass"
+    password.write_text("i2m-test-vault-password\n")
+    subprocess.run([str(VENV_BIN / "ansible-vault"), "encrypt", "--vault-password-file", str(password), str(vault)],
+                   check=True, capture_output=True)
+    result = CliRunner().invoke(app, ["verify", "-i", str(inventory), "--artifacts-dir", str(tmp_path / "runs")])
+    assert result.exit_code == 3
+    assert "could not be read (a vaulted file: pass --vault-password-file)" in result.output
+    assert "i2mVaultedCanary" not in result.output
+
+
 def test_no_canary_in_any_artifact_or_output(stack, outputs, artifacts):
     files = [path for path in artifacts.rglob("*") if path.is_file()]
     assert len(files) > 20 and len(outputs) >= 6

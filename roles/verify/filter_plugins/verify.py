@@ -26,6 +26,9 @@ def verify_containers(inspected):
             "status": state.get("Status"),
             "health": (state.get("Health") or {}).get("Status", "none"),
             "started_at": state.get("StartedAt"),
+            "image_id": container["Image"],
+            "image_tag": container["Config"]["Image"],
+            "config_hash": container["Config"]["Labels"].get("com.docker.compose.config-hash", ""),
             "addresses": {net: info.get("IPAddress") for net, info in container["NetworkSettings"]["Networks"].items()},
             "published": {port: [f"{b['HostIp']}:{b['HostPort']}" for b in bindings] for port, bindings in ports.items() if bindings},
         }

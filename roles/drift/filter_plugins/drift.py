@@ -1,0 +1,80 @@
+"""Filters of the drift role: each turns evidence into items {service, check, item, state, ok},
+the same shape as the verify role's checks. Names and states only, never values."""
+
+import json
+from datetime import datetime, timezone
+
+
+def _item(service, check, item, state, ok):
+    return {"service": service, "check": check, "item": item, "state": state, "ok": ok}
+
+
+def drift_env_file_items(env_file_items):
+    """The env file on disk against what the inventory renders now."""
+    if not env_file_items:
+        return [_item("-", "env file", "content", "as rendered", True)]
+    return [_item("-", "env file", entry["item"], entry["state"], False) for entry in env_file_items]
+
+
+def drift_config_hash_items(containers, hashes_text):
+    """A container whose compose config hash differs from `compose config --hash` now was not
+    recreated after its configuration (compose file or env file) changed."""
+    now = dict(line.split(None, 1) for line in hashes_text.splitlines() if line.strip())
+    items = []
+    for service, config_hash in sorted(now.items()):
+        container = containers.get(service)
+        if container is None:
+            continue
+        same = container["config_hash"] == config_hash.strip()
+        items.append(_item(service, "config hash", "compose config",
+                           "current" if same else "differs: the container predates the current configuration", same))
+    return items
+
+
+def _docker_time(text):
+    """Docker's UTC timestamps carry nanoseconds; Python reads up to microseconds."""
+    head, _, fraction = text.rstrip("Z").partition(".")
+    return datetime.fromisoformat(f"{head}.{fraction[:6] or '0'}+00:00")
+
+
+def drift_started_items(containers, env_changed_at):
+    """A container started before the env file last changed runs with the values of before."""
+    changed = datetime.fromtimestamp(float(env_changed_at), tz=timezone.utc)
+    items = []
+    for service, container in sorted(containers.items()):
+        fresh = _docker_time(container["started_at"]) >= changed
+        items.append(_item(service, "started after env file", "start time",
+                           "yes" if fresh else "started before the env file last changed", fresh))
+    return items
+
+
+def drift_image_items(containers, image_ids):
+    """The running container's image against the image its service's tag points to now."""
+    items = []
+    for service, container in sorted(containers.items()):
+        current = image_ids.get(container["image_tag"])
+        same = current == container["image_id"]
+        state = "current" if same else ("tag no longer exists" if current is None else "the tag points to a newer image")
+        items.append(_item(service, "image", container["image_tag"], state, same))
+    return items
+
+
+def drift_image_ids(inspect_lines):
+    """`docker image inspect --format '{{json .RepoTags}} {{.Id}}'` lines as {tag: image id}."""
+    ids = {}
+    for line in inspect_lines:
+        tags, _, image_id = line.rpartition(" ")
+        for tag in json.loads(tags or "[]"):
+            ids[tag] = image_id
+    return ids
+
+
+class FilterModule:
+    def filters(self):
+        return {
+            "drift_env_file_items": drift_env_file_items,
+            "drift_config_hash_items": drift_config_hash_items,
+            "drift_started_items": drift_started_items,
+            "drift_image_items": drift_image_items,
+            "drift_image_ids": drift_image_ids,
+        }
