@@ -50,13 +50,21 @@ def main(version: Annotated[bool, typer.Option("--version", callback=_version, i
     """Keeps the image2model compose stack configured and healthy."""
 
 
-def _progress(stage: str, task: str, elapsed: float) -> None:
-    line = f"[{elapsed:6.1f}s] {stage}: {task}"
-    if sys.stderr.isatty():
-        sys.stderr.write("\r\033[K" + line[: shutil.get_terminal_size().columns - 1])
-    else:
-        sys.stderr.write(line + "\n")
-    sys.stderr.flush()
+class Progress:
+    """On a terminal, one line rewritten in place (stage, host, task, elapsed); elsewhere, one
+    plain line per task."""
+
+    def __init__(self):
+        self.last_task = None
+
+    def __call__(self, stage: str, host: str, task: str, elapsed: float) -> None:
+        if sys.stderr.isatty():
+            line = f"[{elapsed:6.1f}s] {stage} | {host} | {task}"
+            sys.stderr.write("\r\033[K" + line[: shutil.get_terminal_size().columns - 1])
+        elif (stage, task) != self.last_task:
+            sys.stderr.write(f"[{elapsed:6.1f}s] {stage}: {task}\n")
+        self.last_task = (stage, task)
+        sys.stderr.flush()
 
 
 def _rotate(artifacts_dir: Path, keep: int) -> None:
@@ -91,7 +99,7 @@ def execute(command: str, playbook: str, *, inventory: Path, limit: str | None, 
             common = ["-e", f"@{vars_file}"] + (["--check"] if check else [])
             common += ["--vault-password-file", str(vault_password_file)] if vault_password_file else []
             common += ["-" + "v" * verbose] if verbose else []
-            progress = None if as_json else _progress
+            progress = None if as_json else Progress()
             stages = [run_stage(command, playbook, inventory=inventory.resolve(), run_dir=run_dir,
                                 playbook_args=common + (["-l", limit] if limit else []), on_task=progress)]
             next_stage = follow_up(stages[0]) if follow_up else None

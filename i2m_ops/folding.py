@@ -55,8 +55,8 @@ class EventFolder:
         data = event.get("event_data", {})
         if kind == "playbook_on_play_start":
             self.play = data.get("name", "")
-        elif kind == "playbook_on_task_start" and self.on_task:
-            self.on_task(self.stage.name, data.get("task", ""), time.monotonic() - self.started)
+        elif kind == "runner_on_start" and self.on_task:
+            self.on_task(self.stage.name, data.get("host", ""), data.get("task", ""), time.monotonic() - self.started)
         elif kind == "runner_on_failed" and not data.get("ignore_errors"):
             self.stage.failed_tasks.append({"host": data.get("host"), "play": self.play, "task": data.get("task", ""),
                                             "message": _message(data.get("res", {}))})

@@ -82,6 +82,19 @@ def next_steps(document: dict) -> list:
     return steps
 
 
+def host_table(document: dict) -> list:
+    """One row per host: Ansible's counts and how many of its checks passed."""
+    if not document["hosts"]:
+        return []
+    rows = ["", "| host | ok | changed | failed | unreachable | checks passed |", "|---|---|---|---|---|---|"]
+    for host, counts in sorted(document["hosts"].items()):
+        items = (document["checks"].get(host, []) + document.get("drift", {}).get(host, [])
+                 + document.get("diagnosis", {}).get(host, {}).get("evidence", []))
+        passed = f"{sum(item['ok'] for item in items)}/{len(items)}" if items else "-"
+        rows.append(f"| {host} | {counts['ok']} | {counts['changed']} | {counts['failed']} | {counts['unreachable']} | {passed} |")
+    return rows
+
+
 def diagnosis_sections(diagnosis: dict) -> list:
     """Most Likely Root Cause and Recommended Actions, per host, as in the seed report."""
     if not diagnosis:
@@ -110,6 +123,7 @@ def markdown(document: dict) -> str:
              f"{document['exit_code']} ({document['outcome']}) after {document['duration_s']} s, "
              f"on {len(document['hosts'])} host(s). Run {document['run_id']}."]
     lines += [f"The `{stage['name']}` stage stopped before reaching any host: {stage['error']}" for stage in document["stages"] if stage.get("error")]
+    lines += host_table(document)
     lines += ["", "## Investigation Results", ""]
     for host in sorted(set(document["hosts"]) | set(document["unreachable_hosts"])):
         checks = (document["checks"].get(host, []) + document.get("drift", {}).get(host, [])
