@@ -105,8 +105,9 @@ def execute(command: str, playbook: str, *, inventory: Path, limit: str | None, 
             next_stage = follow_up(stages[0]) if follow_up else None
             if next_stage:
                 name, next_playbook, hosts = next_stage
+                confirmed = ["-e", "i2m_confirm=false"]  # the follow-up asked, where it needed to
                 stages.append(run_stage(name, next_playbook, inventory=inventory.resolve(), run_dir=run_dir,
-                                        playbook_args=common + ["-l", ",".join(hosts)], on_task=progress))
+                                        playbook_args=common + confirmed + ["-l", ",".join(hosts)], on_task=progress))
     except CannotStart as error:
         typer.echo(f"i2m-ops {command}: cannot start: {error}", err=True)
         raise typer.Exit(3) from None
@@ -145,7 +146,7 @@ def remediate(inventory: Inventory = DEFAULT_INVENTORY, limit: Limit = None, ext
     """The report's runbook: env file, down, build --no-cache, up -d, then verify."""
     execute("remediate", "remediate.yml", inventory=inventory, limit=limit, extra_vars=extra_vars,
             vault_password_file=vault_password_file, as_json=as_json, artifacts_dir=artifacts_dir, keep_runs=keep_runs,
-            verbose=verbose, more_vars={"i2m_rebuild_services": services} if services else None)
+            verbose=verbose, more_vars={"i2m_confirm": False, **({"i2m_rebuild_services": services} if services else {})})
 
 
 @app.command()
@@ -173,6 +174,7 @@ def _read_only_command(name: str, playbook: str, summary: str) -> None:
 
 
 _read_only_command("verify", "verify.yml", "Check the running stack, changing nothing: in-container env, endpoints, logs.")
+_read_only_command("audit", "audit.yml", "Show the audit log kept beside each stack: who remediated, when, and how it ended.")
 _read_only_command("diagnose", "diagnose.yml",
                    "Gather the evidence and name the likely cause, changing nothing: exit 0 no fault, 1 a fault found.")
 

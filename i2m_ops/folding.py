@@ -25,6 +25,7 @@ class StageResult:
     checks: dict = field(default_factory=dict)
     drift: dict = field(default_factory=dict)
     diagnosis: dict = field(default_factory=dict)
+    audit: dict = field(default_factory=dict)
     error: str = ""
 
     @property
@@ -74,3 +75,4 @@ class EventFolder:
         self.stage.checks.update(published.get("i2m_checks", {}))
         self.stage.drift.update(published.get("i2m_drift", {}))
         self.stage.diagnosis.update(published.get("i2m_diagnosis", {}))
+        self.stage.audit.update(published.get("i2m_audit", {}))

@@ -5,6 +5,7 @@ import os
 import re
 import shlex
 import subprocess
+import sys
 from pathlib import Path
 
 import yaml
@@ -60,7 +61,7 @@ def load_inventory(inventory: Path, vault_password_file: Path | None) -> dict:
     """The inventory as ansible-inventory reads it; it must have hosts in the stack group."""
     if not inventory.exists():
         raise CannotStart(f"inventory {inventory} not found: pass -i with an inventory file or folder")
-    command = [str(REPO / ".venv/bin/ansible-inventory"), "-i", str(inventory), "--list"]
+    command = [str(Path(sys.executable).parent / "ansible-inventory"), "-i", str(inventory), "--list"]
     if vault_password_file:
         command += ["--vault-password-file", str(vault_password_file)]
     env = {**os.environ, "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"}

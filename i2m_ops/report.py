@@ -30,11 +30,12 @@ def drifted_items(drift: dict) -> list:
 
 
 def run_document(meta: dict, stages: list, code: int) -> dict:
-    checks, drift, diagnosis = {}, {}, {}
+    checks, drift, diagnosis, audit = {}, {}, {}, {}
     for stage in stages:
         checks.update(stage.checks)
         drift.update(stage.drift)
         diagnosis.update(stage.diagnosis)
+        audit.update(stage.audit)
     return {
         "schema": SCHEMA,
         **meta,
@@ -48,6 +49,7 @@ def run_document(meta: dict, stages: list, code: int) -> dict:
         "checks": checks,
         "drift": drift,
         "diagnosis": diagnosis,
+        "audit": audit,
     }
 
 
@@ -141,6 +143,8 @@ def markdown(document: dict) -> str:
         lines += [f"- ❌ task '{t['task']}' failed: {t['message']}" for t in document["failed_tasks"] if t["host"] == host]
         lines.append("")
     lines += diagnosis_sections(document.get("diagnosis", {}))
+    for host, entries in sorted(document.get("audit", {}).items()):
+        lines += [f"## Audit log of {host}", ""] + [f"    {entry}" for entry in entries or ["(empty)"]] + [""]
     lines += ["## Actions Taken", ""]
     for stage in document["stages"]:
         changed = ", ".join(f"{host} {counts['changed']}" for host, counts in document["hosts"].items())

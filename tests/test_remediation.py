@@ -98,7 +98,7 @@ def test_report_failure_reproduced_then_remediated(stack, markers):
                  "❌ nginx http via nginx upload with API key: answered 500"]:
         assert line in failed.output
 
-    remediated = stack.playbook("remediate.yml")
+    remediated = stack.playbook("remediate.yml", stack.vars_file(i2m_remediate_strategy="report"))
     assert remediated.returncode == 0, remediated.output[-3000:]
     for task in ["Stop and remove the stack's containers", "Rebuild without the build cache", "Start the stack"]:
         assert task in remediated.output

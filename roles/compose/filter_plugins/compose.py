@@ -25,6 +25,18 @@ def compose_not_ready(ps_entries, services):
     return [f"{service}: {states.get(service, 'no container')}" for service in services if states.get(service) != "ready"]
 
 
+def compose_rollback_images(inspect_lines, services):
+    """`docker inspect` lines "service image-id tag" of the rebuilt services, as
+    {service: {id, tag, rollback_tag}}; the rollback tag keeps the repository, tag i2m-rollback."""
+    images = {}
+    for line in inspect_lines:
+        service, image_id, tag = line.split(" ", 2)
+        if service in services:
+            repository = tag.rsplit(":", 1)[0] if ":" in tag.rsplit("/", 1)[-1] else tag
+            images[service] = {"id": image_id, "tag": tag, "rollback_tag": f"{repository}:i2m-rollback"}
+    return images
+
+
 class FilterModule:
     def filters(self):
-        return {"compose_not_ready": compose_not_ready}
+        return {"compose_not_ready": compose_not_ready, "compose_rollback_images": compose_rollback_images}
