@@ -16,16 +16,21 @@ def drift_env_file_items(env_file_items):
     return [_item("-", "env file", entry["item"], entry["state"], False) for entry in env_file_items]
 
 
+def _config_hashes(hashes_text):
+    return {service: config_hash.strip() for service, config_hash in
+            (line.split(None, 1) for line in hashes_text.splitlines() if line.strip())}
+
+
 def drift_config_hash_items(containers, hashes_text):
     """A container whose compose config hash differs from `compose config --hash` now was not
     recreated after its configuration (compose file or env file) changed."""
-    now = dict(line.split(None, 1) for line in hashes_text.splitlines() if line.strip())
+    now = _config_hashes(hashes_text)
     items = []
     for service, config_hash in sorted(now.items()):
         container = containers.get(service)
         if container is None:
             continue
-        same = container["config_hash"] == config_hash.strip()
+        same = container["config_hash"] == config_hash
         items.append(_item(service, "config hash", "compose config",
                            "current" if same else "differs: the container predates the current configuration", same))
     return items
@@ -37,14 +42,21 @@ def _docker_time(text):
     return datetime.fromisoformat(f"{head}.{fraction[:6] or '0'}+00:00")
 
 
-def drift_started_items(containers, env_changed_at):
-    """A container started before the env file last changed runs with the values of before."""
+def drift_started_items(containers, env_changed_at, hashes_text):
+    """A container started before the env file last changed may run with the values of before:
+    it does when its configuration differs from compose's now, or when compose cannot say (v1).
+    One whose configuration the change left alone (same config hash) is current."""
     changed = datetime.fromtimestamp(float(env_changed_at), tz=timezone.utc)
+    now = _config_hashes(hashes_text)
     items = []
     for service, container in sorted(containers.items()):
-        fresh = _docker_time(container["started_at"]) >= changed
-        items.append(_item(service, "started after env file", "start time",
-                           "yes" if fresh else "started before the env file last changed", fresh))
+        if _docker_time(container["started_at"]) >= changed:
+            state, fresh = "yes", True
+        elif now.get(service) == container["config_hash"]:
+            state, fresh = "before the env file changed, which left its configuration alone", True
+        else:
+            state, fresh = "started before the env file last changed", False
+        items.append(_item(service, "started after env file", "start time", state, fresh))
     return items
 
 
