@@ -1,28 +1,45 @@
-"""Filters of the compose role: readiness of a stack from `docker ps --format '{{json .}}'`."""
+"""Filters of the compose role: readiness of a stack from `docker ps` (service, oneoff, state,
+status as JSON), its rolled services' obstacles, and the images kept for a rollback."""
 
 
-def _labels(entry):
-    pairs = (item.split("=", 1) for item in entry.get("Labels", "").split(",") if "=" in item)
-    return dict(pairs)
+def _readiness(entry):
+    if entry["state"] != "running":
+        return entry["state"] or "unknown"
+    if "(health: starting)" in entry["status"]:
+        return "health: starting"
+    if "(unhealthy)" in entry["status"]:
+        return "unhealthy"
+    return "ready"
 
 
 def compose_not_ready(ps_entries, services):
     """Each service without a running container whose healthcheck (if any) passes, with why."""
-    states = {}
-    for entry in ps_entries:
-        labels = _labels(entry)
-        if labels.get("com.docker.compose.oneoff") == "True":
-            continue
-        status = entry.get("Status", "")
-        if entry.get("State") != "running":
-            states[labels.get("com.docker.compose.service")] = entry.get("State", "unknown")
-        elif "(health: starting)" in status:
-            states[labels.get("com.docker.compose.service")] = "health: starting"
-        elif "(unhealthy)" in status:
-            states[labels.get("com.docker.compose.service")] = "unhealthy"
-        else:
-            states[labels.get("com.docker.compose.service")] = "ready"
+    states = {entry["service"]: _readiness(entry) for entry in ps_entries if entry["oneoff"] != "True"}
     return [f"{service}: {states.get(service, 'no container')}" for service in services if states.get(service) != "ready"]
+
+
+def compose_new_containers_ready(ps_lines, old_ids):
+    """`docker ps --format '{{.ID}} {{.Status}}'` lines of one service: are as many new containers
+    as old ones (at least one) up, and healthy where they have a healthcheck?"""
+    new = [line.split(" ", 1)[1] for line in ps_lines if line.split(" ", 1)[0] not in old_ids]
+    ready = [status for status in new if status.startswith("Up") and ("(healthy)" in status or "(health" not in status)]
+    return len(new) >= max(len(old_ids), 1) and len(ready) == len(new)
+
+
+def compose_rolling_obstacles(config, services):
+    """What keeps each rolled service from running twice side by side, from `config --format json`."""
+    obstacles = []
+    for service in services:
+        definition = config.get("services", {}).get(service)
+        if definition is None:
+            obstacles.append(f"{service} is not a service of the compose files")
+            continue
+        if definition.get("container_name"):
+            obstacles.append(f"{service} has a fixed container_name ({definition['container_name']})")
+        published = [str(port.get("published")) for port in definition.get("ports", []) if port.get("published")]
+        if published:
+            obstacles.append(f"{service} publishes host ports ({', '.join(published)})")
+    return obstacles
 
 
 def compose_rollback_images(inspect_lines, services):
@@ -39,4 +56,9 @@ def compose_rollback_images(inspect_lines, services):
 
 class FilterModule:
     def filters(self):
-        return {"compose_not_ready": compose_not_ready, "compose_rollback_images": compose_rollback_images}
+        return {
+            "compose_not_ready": compose_not_ready,
+            "compose_new_containers_ready": compose_new_containers_ready,
+            "compose_rolling_obstacles": compose_rolling_obstacles,
+            "compose_rollback_images": compose_rollback_images,
+        }
