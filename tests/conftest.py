@@ -62,9 +62,12 @@ class Stack:
         assert not leaked, f"{name} printed the secret value of {leaked}"
         return run
 
+    def containers(self, service: str) -> list:
+        return docker.from_env().containers.list(all=True, filters={"label": [f"{PROJECT_LABEL}={self.name}",
+                                                                             f"com.docker.compose.service={service}"]})
+
     def container(self, service: str):
-        found = docker.from_env().containers.list(all=True, filters={"label": [f"{PROJECT_LABEL}={self.name}",
-                                                                              f"com.docker.compose.service={service}"]})
+        found = self.containers(service)
         assert found, f"no container for service {service} in {self.name}"
         return found[0]
 

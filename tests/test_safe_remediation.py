@@ -4,12 +4,17 @@ the data written before is still there."""
 
 import shutil
 import subprocess
+import sys
 import time
 
 import pytest
 import requests
 from canary import canary_hits
 from conftest import REPO
+from prober import Prober
+
+sys.path.insert(0, str(REPO / "roles/compose/filter_plugins"))
+from compose import compose_rolling_obstacles  # noqa: E402  (a role's filter, not a package)
 
 STANDIN = REPO / "standin"
 
@@ -101,10 +106,43 @@ def test_second_remediation_on_a_locked_stack_stops_at_once_naming_the_holder(st
     assert_previous_version_healthy_with_its_data(stack, healthy)
 
 
+def test_rolling_obstacles_name_what_keeps_a_service_from_running_twice():
+    config = {"services": {"backend": {"container_name": "app-backend", "ports": [{"target": 8000, "published": "8000"}]},
+                           "worker": {"expose": ["8000"], "ports": [{"target": 9000}]}}}
+    assert compose_rolling_obstacles(config, ["backend", "worker", "api"]) == [
+        "backend has a fixed container_name (app-backend)", "backend publishes host ports (8000)",
+        "api is not a service of the compose files"]
+
+
+def test_rolling_refuses_a_fixed_container_name_before_changing_anything(stack, healthy):
+    before = stack.container("backend").id
+    run = stack.playbook("remediate.yml", stack.vars_file(i2m_remediate_strategy="rolling"))
+    assert run.returncode != 0
+    assert "the rolling strategy cannot start a second container beside the first: " \
+           "backend has a fixed container_name (${COMPOSE_PROJECT_NAME}-backend)" in run.output
+    assert "Take the stack's lock" not in run.output and "Build without the cache" not in run.output
+    assert stack.container("backend").id == before
+
+
+def test_rolling_remediation_fails_no_request(stack, healthy):
+    rolling_files = ["docker-compose.prod.yml", "docker-compose.rolling.yml"]
+    assert stack.playbook("deploy.yml", stack.vars_file(i2m_compose_files=rolling_files)).returncode == 0
+    before = stack.container("backend").id
+    prober = Prober(nginx_url(stack), stack.secrets["API_KEY"], rate=20)
+    prober.start()
+    run = stack.playbook("remediate.yml", stack.vars_file(i2m_compose_files=rolling_files, i2m_remediate_strategy="rolling"))
+    downtime = prober.stop()
+    assert run.returncode == 0, run.output[-3000:]
+    assert downtime.sent > 100 and downtime.failed == 0, downtime
+    [backend] = stack.containers("backend")
+    assert backend.id != before and backend.status == "running"
+    assert_previous_version_healthy_with_its_data(stack, healthy)
+
+
 def test_audit_log_records_every_remediation(stack, healthy):
     lines = (stack.project_dir / ".i2m-audit.log").read_text().splitlines()
     results = [line.split(" result=", 1)[1] for line in lines]
-    assert results.count("ok (build-first)") >= 2
+    assert results.count("ok (build-first)") >= 2 and "ok (rolling)" in results
     assert "failed, rolled back (report)" in results and results.count("failed, rolled back (build-first)") >= 3
 
 
