@@ -50,11 +50,12 @@ class Stack:
         path.write_text(yaml.safe_dump(data))
         return path
 
-    def playbook(self, name: str, vars_file: Path | None = None) -> Run:
-        """Runs a playbook for real against this stack; fails the test if a canary leaks."""
+    def playbook(self, name: str, vars_file: Path | None = None, env: dict | None = None) -> Run:
+        """Runs a playbook for real against this stack (env: extra environment variables); fails
+        the test if a canary leaks."""
         command = [str(VENV_BIN / "ansible-playbook"), f"playbooks/{name}", "-i", "inventory/local",
                    "-e", f"@{vars_file or self.vars_file()}"]
-        env = {**os.environ, "ANSIBLE_NOCOLOR": "1", "ANSIBLE_FORCE_COLOR": "0"}
+        env = {**os.environ, "ANSIBLE_NOCOLOR": "1", "ANSIBLE_FORCE_COLOR": "0", **(env or {})}
         done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
         run = Run(done.returncode, done.stdout + done.stderr)
         self.outputs.append(run.output)

@@ -2,6 +2,7 @@
 the run fails, says why and that it rolled back, the previous version runs healthy again, and
 the data written before is still there."""
 
+import os
 import shutil
 import subprocess
 import sys
@@ -17,6 +18,7 @@ sys.path.insert(0, str(REPO / "roles/compose/filter_plugins"))
 from compose import compose_rolling_obstacles  # noqa: E402  (a role's filter, not a package)
 
 STANDIN = REPO / "standin"
+ROLLING_FILES = ["docker-compose.prod.yml", "docker-compose.rolling.yml"]
 
 
 def nginx_url(stack) -> str:
@@ -124,13 +126,44 @@ def test_rolling_refuses_a_fixed_container_name_before_changing_anything(stack, 
     assert stack.container("backend").id == before
 
 
+@pytest.fixture
+def without_compose_v2(tmp_path):
+    """The environment of a host whose docker CLI has no compose plugin: DOCKER_CONFIG pointed at
+    an empty folder hides the plugin that bootstrap installs in ~/.docker/cli-plugins."""
+    env = {"DOCKER_CONFIG": str(tmp_path)}
+    if subprocess.run(["docker", "compose", "version"], env={**os.environ, **env}, capture_output=True).returncode == 0:
+        pytest.skip("this host has a system-wide compose v2 plugin, which DOCKER_CONFIG cannot hide")
+    return env
+
+
+def test_host_without_compose_v2_and_v1_refused_stops_in_preflight(stack, healthy, without_compose_v2):
+    before = stack.container("backend").id
+    run = stack.playbook("remediate.yml", stack.vars_file(compose_allow_v1=False), env=without_compose_v2)
+    assert run.returncode != 0
+    assert "has no usable compose: `docker compose` (v2 plugin) is missing and docker-compose v1 is not allowed" in run.output
+    assert "Take the stack's lock" not in run.output
+    assert stack.container("backend").id == before
+
+
+@pytest.mark.skipif(shutil.which("docker-compose") is None, reason="docker-compose v1 is not installed on this host")
+def test_rolling_on_a_host_with_only_compose_v1_is_refused_before_changing_anything(stack, healthy, without_compose_v2):
+    before = stack.container("backend").id
+    # Values docker-compose v1 can carry: the canaries' quoting would stop preflight first.
+    plain = {key: "redis://:plain@redis:6379/0" if key.endswith(("_URL", "_BACKEND")) else f"plain{key}" for key in stack.secrets}
+    run = stack.playbook("remediate.yml", stack.vars_file(i2m_env_secrets=plain, i2m_remediate_strategy="rolling",
+                                                          i2m_compose_files=ROLLING_FILES), env=without_compose_v2)
+    assert run.returncode != 0
+    assert "the rolling strategy needs the compose v2 plugin" in run.output
+    assert "Take the stack's lock" not in run.output
+    assert stack.container("backend").id == before
+
+
 def test_rolling_remediation_fails_no_request(stack, healthy):
-    rolling_files = ["docker-compose.prod.yml", "docker-compose.rolling.yml"]
-    assert stack.playbook("deploy.yml", stack.vars_file(i2m_compose_files=rolling_files)).returncode == 0
+    assert stack.playbook("deploy.yml", stack.vars_file(i2m_compose_files=ROLLING_FILES)).returncode == 0
     before = stack.container("backend").id
     prober = Prober(nginx_url(stack), stack.secrets["API_KEY"], rate=20)
     prober.start()
-    run = stack.playbook("remediate.yml", stack.vars_file(i2m_compose_files=rolling_files, i2m_remediate_strategy="rolling"))
+    run = stack.playbook("remediate.yml", stack.vars_file(i2m_compose_files=ROLLING_FILES, i2m_remediate_strategy="rolling"))
     downtime = prober.stop()
     assert run.returncode == 0, run.output[-3000:]
     assert downtime.sent > 100 and downtime.failed == 0, downtime
