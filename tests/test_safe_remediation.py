@@ -158,17 +158,30 @@ def test_rolling_on_a_host_with_only_compose_v1_is_refused_before_changing_anyth
     assert stack.container("backend").id == before
 
 
-def test_rolling_remediation_fails_no_request(stack, healthy):
+def nginx_workers(stack) -> set:
+    """PIDs of nginx's worker processes: a reload replaces them all."""
+    top = stack.container("nginx").top()
+    pid, command = top["Titles"].index("PID"), top["Titles"].index("CMD")
+    return {process[pid] for process in top["Processes"] if "worker process" in process[command]}
+
+
+@pytest.mark.parametrize("proxy_reload", ["", "nginx"], ids=["nginx re-resolving", "nginx reloaded"])
+def test_rolling_remediation_fails_no_request(stack, healthy, proxy_reload):
     assert stack.playbook("deploy.yml", stack.vars_file(i2m_compose_files=ROLLING_FILES)).returncode == 0
     before = stack.container("backend").id
+    nginx_started, workers_before = stack.container("nginx").attrs["State"]["StartedAt"], nginx_workers(stack)
     prober = Prober(nginx_url(stack), stack.secrets["API_KEY"], rate=20)
     prober.start()
-    run = stack.playbook("remediate.yml", stack.vars_file(i2m_compose_files=ROLLING_FILES, i2m_remediate_strategy="rolling"))
+    run = stack.playbook("remediate.yml", stack.vars_file(i2m_compose_files=ROLLING_FILES, i2m_remediate_strategy="rolling",
+                                                          compose_rolling_proxy_reload=proxy_reload))
     downtime = prober.stop()
     assert run.returncode == 0, run.output[-3000:]
     assert downtime.sent > 100 and downtime.failed == 0, downtime
     [backend] = stack.containers("backend")
     assert backend.id != before and backend.status == "running"
+    assert stack.container("nginx").attrs["State"]["StartedAt"] == nginx_started, "nginx was restarted, not reloaded"
+    reloaded = nginx_workers(stack).isdisjoint(workers_before)
+    assert reloaded == bool(proxy_reload), "nginx's workers were replaced" if reloaded else "nginx's workers are those of before"
     assert_previous_version_healthy_with_its_data(stack, healthy)
 
 
