@@ -1,5 +1,6 @@
-"""Filters of the compose role: readiness of a stack from `docker ps` (service, oneoff, state,
-status as JSON), its rolled services' obstacles, and the images kept for a rollback."""
+"""Filters of the compose role: readiness of containers from `docker ps` (id, service, oneoff,
+state and status as JSON: compose_ps_format), the rolled services' obstacles, and the images
+kept for a rollback."""
 
 
 def _readiness(entry):
@@ -18,12 +19,11 @@ def compose_not_ready(ps_entries, services):
     return [f"{service}: {states.get(service, 'no container')}" for service in services if states.get(service) != "ready"]
 
 
-def compose_new_containers_ready(ps_lines, old_ids):
-    """`docker ps --format '{{.ID}} {{.Status}}'` lines of one service: are as many new containers
-    as old ones (at least one) up, and healthy where they have a healthcheck?"""
-    new = [line.split(" ", 1)[1] for line in ps_lines if line.split(" ", 1)[0] not in old_ids]
-    ready = [status for status in new if status.startswith("Up") and ("(healthy)" in status or "(health" not in status)]
-    return len(new) >= max(len(old_ids), 1) and len(ready) == len(new)
+def compose_new_containers_ready(ps_entries, old_ids):
+    """One service's containers: are as many new ones as old ones (at least one) running, and
+    healthy where they have a healthcheck?"""
+    new = [entry for entry in ps_entries if entry["id"] not in old_ids]
+    return len(new) >= max(len(old_ids), 1) and all(_readiness(entry) == "ready" for entry in new)
 
 
 def compose_rolling_obstacles(config, services):
