@@ -38,7 +38,7 @@ def read_back(dialect, tmp_path, values):
     env_file.write_text("".join(f"{key.upper()}={env_file_filters.env_file_quote(value, dialect)}\n" for key, value in values.items()))
     compose_file = tmp_path / "compose.yml"
     environment = [f"{key.upper()}=${{{key.upper()}}}" for key in values]
-    compose_file.write_text(yaml.safe_dump({"services": {"probe": {"image": "i2m-base:bookworm", "environment": environment}}}))
+    compose_file.write_text(yaml.safe_dump({"services": {"probe": {"image": "i2m-base:trixie", "environment": environment}}}))
     if dialect == "compose_v2":
         out = subprocess.run(["docker", "compose", "-p", "i2m-quoting", "-f", str(compose_file), "--env-file", str(env_file),
                               "config", "--format", "json"], capture_output=True, text=True, check=True).stdout

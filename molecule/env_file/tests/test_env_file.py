@@ -23,7 +23,7 @@ def read_back(host, tmp_path_factory):
     folder = tmp_path_factory.mktemp("env-file")
     (folder / "env").write_text(host.file(SCENARIO["env_file_path"]).content_string)
     (folder / "compose.yml").write_text(yaml.safe_dump(
-        {"services": {"probe": {"image": "i2m-base:bookworm", "environment": [f"{key}=${{{key}}}" for key in EXPECTED]}}}))
+        {"services": {"probe": {"image": "i2m-base:trixie", "environment": [f"{key}=${{{key}}}" for key in EXPECTED]}}}))
     done = subprocess.run(["docker", "compose", "-p", "i2m-env-file-probe", "-f", str(folder / "compose.yml"),
                            "--env-file", str(folder / "env"), "config", "--format", "json"], capture_output=True, text=True)
     assert done.returncode == 0, "docker compose could not read the rendered env file"

@@ -61,8 +61,9 @@ def diagnose_causes(evidence, backend, nginx, redis, remediate_command, logs_com
         cause("nginx cannot reach the backend: the backend is not running", 85, nginx_api + backend_down,
               f"Start the backend again: `{remediate_command}`", True)
     elif nginx_api and direct_ok:
-        cause("nginx cannot reach the backend although the backend answers directly: check BACKEND_HOST in nginx",
-              84, nginx_api + _failing(evidence, "env", nginx), f"Recreate nginx with the env file: `{remediate_command}`", True)
+        cause("nginx cannot reach the backend although the backend answers directly: nginx still sends requests to "
+              "an address it resolved at start (the backend was recreated since), or its configuration points elsewhere",
+              84, nginx_api + _failing(evidence, "env", nginx), f"Recreate the stack, which reloads nginx: `{remediate_command}`", True)
     stale = [item for item in _failing(evidence, "env") if item["state"] == "mismatch"] + _failing(evidence, "started after env file")
     if stale and not redis_rejects and len(empty_env) < 2:
         cause("stale containers: they run with the environment of before the env file last changed", 80, stale,
@@ -71,6 +72,10 @@ def diagnose_causes(evidence, backend, nginx, redis, remediate_command, logs_com
     if unwritable:
         cause("the uploads directory is not writable by the backend", 60, unwritable,
               "Check the volume's ownership: `docker exec <backend> ls -ld /data/uploads`", False)
+    unexplained = [item for item in evidence if not item["ok"]]
+    if unexplained and not causes:
+        cause("unexplained: some evidence failed, and no known cause matches it", 10, unexplained,
+              "Read the failing evidence above; `i2m-ops verify` shows the checks one by one.", False)
     return sorted(causes, key=lambda item: -item["score"])
 
 

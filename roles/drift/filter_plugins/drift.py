@@ -1,7 +1,6 @@
 """Filters of the drift role: each turns evidence into items {service, check, item, state, ok},
 the same shape as the verify role's checks. Names and states only, never values."""
 
-import json
 from datetime import datetime, timezone
 
 
@@ -60,25 +59,41 @@ def drift_started_items(containers, env_changed_at, hashes_text):
     return items
 
 
-def drift_image_items(containers, image_ids):
-    """The running container's image against the image its service's tag points to now."""
+def drift_image_reference(name):
+    """An image name as Docker lists it: `tag` with the tag made explicit (`latest` where the name
+    has none), or `digest` for a name pinned by digest; Docker Hub's implicit prefixes removed.
+    Compose names the image of a service built without `image:` `<project>-<service>`, untagged
+    (https://docs.docker.com/reference/compose-file/build/#consistency-with-image). Returns
+    ("tag" or "digest", normalised name)."""
+    for prefix in ("docker.io/library/", "docker.io/", "index.docker.io/library/", "index.docker.io/"):
+        if name.startswith(prefix):
+            name = name[len(prefix):]
+            break
+    if "@" in name:
+        repository, _, digest = name.partition("@")
+        if ":" in repository.rsplit("/", 1)[-1]:
+            repository = repository.rsplit(":", 1)[0]
+        return "digest", f"{repository}@{digest}"
+    if ":" not in name.rsplit("/", 1)[-1]:
+        name += ":latest"
+    return "tag", name
+
+
+def drift_image_items(containers, images):
+    """The running container's image against the image its name (tag or digest) points to now.
+    images: `docker image inspect` entries {RepoTags, RepoDigests, Id}."""
+    ids = {}
+    for image in images:
+        for kind, names in (("tag", image.get("RepoTags") or []), ("digest", image.get("RepoDigests") or [])):
+            for name in names:
+                ids[(kind, drift_image_reference(name)[1])] = image["Id"]
     items = []
     for service, container in sorted(containers.items()):
-        current = image_ids.get(container["image_tag"])
+        current = ids.get(drift_image_reference(container["image_tag"]))
         same = current == container["image_id"]
-        state = "current" if same else ("tag no longer exists" if current is None else "the tag points to a newer image")
+        state = "current" if same else ("its name no longer exists" if current is None else "its name points to a newer image")
         items.append(_item(service, "image", container["image_tag"], state, same))
     return items
-
-
-def drift_image_ids(inspect_lines):
-    """`docker image inspect --format '{{json .RepoTags}} {{.Id}}'` lines as {tag: image id}."""
-    ids = {}
-    for line in inspect_lines:
-        tags, _, image_id = line.rpartition(" ")
-        for tag in json.loads(tags or "[]"):
-            ids[tag] = image_id
-    return ids
 
 
 class FilterModule:
@@ -88,5 +103,4 @@ class FilterModule:
             "drift_config_hash_items": drift_config_hash_items,
             "drift_started_items": drift_started_items,
             "drift_image_items": drift_image_items,
-            "drift_image_ids": drift_image_ids,
         }

@@ -5,6 +5,7 @@ import hashlib
 import re
 
 SERVICE_LABEL = "com.docker.compose.service"
+ONEOFF_LABEL = "com.docker.compose.oneoff"
 
 
 def _fingerprint(value):
@@ -12,7 +13,10 @@ def _fingerprint(value):
 
 
 def _by_service(inspected):
-    return {c["Config"]["Labels"].get(SERVICE_LABEL): c for c in inspected if c["Config"]["Labels"].get(SERVICE_LABEL)}
+    """Each service's container, one-off containers (`compose run`) left out."""
+    return {labels[SERVICE_LABEL]: container for container in inspected
+            for labels in [container["Config"]["Labels"] or {}]
+            if labels.get(SERVICE_LABEL) and labels.get(ONEOFF_LABEL) != "True"}
 
 
 def verify_containers(inspected):
@@ -51,28 +55,60 @@ def verify_service_checks(containers, services):
     return checks
 
 
-def verify_env_checks(inspected, intended, service_keys):
-    """One check per service and key: match, mismatch, missing (not in the container) or empty."""
+def verify_intended_env(compose_config, narrowing):
+    """Per service, the keys of its container's intended environment: every entry of the
+    service's `environment` as `compose config` resolves it with the env file (renamed sources,
+    literals and per-service subsets included), narrowed to the keys listed in `narrowing` for
+    the services it names. Entries without a value (passed through from compose's own
+    environment) have no intended value and are left out. Returns {service: [key, ...]}."""
+    keys = {}
+    for service, definition in sorted((compose_config.get("services") or {}).items()):
+        environment = definition.get("environment") or {}
+        resolved = sorted(key for key, value in environment.items() if value is not None)
+        keys[service] = narrowing[service] if service in narrowing else resolved
+    return keys
+
+
+def verify_env_checks(inspected, compose_config, narrowing):
+    """One check per service and key of its intended environment (verify_intended_env): match,
+    mismatch, missing (not in the container), empty, or "not in the compose files" for a key
+    that `narrowing` names but the service does not set. Values are compared by SHA-256 and
+    never returned. Source of the rule: the compose file is what gives each container its
+    environment (https://docs.docker.com/compose/how-tos/environment-variables/set-environment-variables/)."""
     containers = _by_service(inspected)
+    services = compose_config.get("services") or {}
     checks = []
-    for service, keys in service_keys.items():
+    for service, keys in verify_intended_env(compose_config, narrowing).items():
+        intended = services[service].get("environment") or {}
         container = containers.get(service)
-        env = dict(item.split("=", 1) for item in container["Config"]["Env"]) if container else {}
+        env = dict(item.split("=", 1) for item in container["Config"]["Env"] or []) if container else {}
         for key in keys:
-            if key not in intended:
-                state = "not in inventory"
+            if intended.get(key) is None:
+                state = "not in the compose files"
             elif container is None:
                 state = "no container"
             elif key not in env:
                 state = "missing"
-            elif env[key] == "" and str(intended.get(key, "")) != "":
+            elif env[key] == "" and str(intended[key]) != "":
                 state = "empty"
-            elif _fingerprint(env[key]) == _fingerprint(intended.get(key, "")):
+            elif _fingerprint(env[key]) == _fingerprint(intended[key]):
                 state = "match"
             else:
                 state = "mismatch"
             checks.append({"service": service, "check": "env", "item": key, "state": state, "ok": state == "match"})
     return checks
+
+
+def verify_published_url(published):
+    """The URL the host reaches a proxy at, from its published ports ({"443/tcp": ["ip:port"]}):
+    https on the port 443 is published on, else http on 80's; "" when neither is. A binding on
+    every address (0.0.0.0, ::) is reached as 127.0.0.1."""
+    for port, scheme in (("443/tcp", "https"), ("80/tcp", "http")):
+        if published.get(port):
+            address, _, host_port = published[port][0].rpartition(":")
+            host = "127.0.0.1" if address in ("0.0.0.0", "::", "") else address
+            return f"{scheme}://{host}:{host_port}"
+    return ""
 
 
 def verify_probe_plan(bases, health_paths, upload_path, with_upload):
@@ -120,6 +156,7 @@ class FilterModule:
             "verify_containers": verify_containers,
             "verify_service_checks": verify_service_checks,
             "verify_env_checks": verify_env_checks,
+            "verify_published_url": verify_published_url,
             "verify_probe_plan": verify_probe_plan,
             "verify_probe_checks": verify_probe_checks,
             "verify_log_checks": verify_log_checks,

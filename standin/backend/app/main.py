@@ -8,20 +8,22 @@ import hmac
 import json
 import os
 import pathlib
+import socket
 import uuid
+from urllib.parse import urlsplit
 
 from fastapi import Depends, FastAPI, File, HTTPException, UploadFile
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from app.queue import JOB_QUEUE, connect
+from app.broker import JOB_QUEUE, connect
 
 ALLOWED_SUFFIXES = {".jpg", ".jpeg", ".png"}
-UPLOAD_DIR = pathlib.Path(os.environ.get("UPLOAD_DIR", "/data/uploads"))
+UPLOAD_DIR = pathlib.Path("/app/uploads")
 
 app = FastAPI(title="image2model stand-in")
 bearer = HTTPBearer(auto_error=False)
-redis_client = connect()
+redis_client = connect("REDIS_URL")
 
 
 def bearer_key(env_name: str, label: str):
@@ -39,18 +41,48 @@ def bearer_key(env_name: str, label: str):
     return check
 
 
+def _redis_state() -> str:
+    try:
+        redis_client.ping()
+    except Exception as error:  # any redis failure makes the API unhealthy
+        return type(error).__name__
+    return "ok"
+
+
+def _database_state() -> str:
+    """The database is not used yet (as in production); its port answering is enough."""
+    url = urlsplit(os.environ.get("DATABASE_URL", ""))
+    try:
+        socket.create_connection((url.hostname or "postgres", url.port or 5432), timeout=3).close()
+    except OSError as error:
+        return type(error).__name__
+    return "ok"
+
+
 @app.get("/health")
 def health() -> dict:
     return {"status": "healthy"}
 
 
 @app.get("/api/v1/health/")
+@app.get("/api/v1/health/readiness")
 def api_health():
-    try:
-        redis_client.ping()
-    except Exception as error:  # any redis failure makes the API unhealthy
-        return JSONResponse(status_code=503, content={"status": "unhealthy", "redis": type(error).__name__})
+    redis_state = _redis_state()
+    if redis_state != "ok":
+        return JSONResponse(status_code=503, content={"status": "unhealthy", "redis": redis_state})
     return {"status": "healthy", "redis": "ok"}
+
+
+@app.get("/api/v1/health/liveness")
+def liveness() -> dict:
+    return {"status": "alive"}
+
+
+@app.get("/api/v1/health/detailed")
+def detailed():
+    states = {"redis": _redis_state(), "database": _database_state()}
+    healthy = all(state == "ok" for state in states.values())
+    return JSONResponse(status_code=200 if healthy else 503, content={"status": "healthy" if healthy else "unhealthy", **states})
 
 
 @app.post("/api/v1/upload/", dependencies=[Depends(bearer_key("API_KEY", "API key"))])

@@ -1,24 +1,32 @@
-"""Stand-in for the celery workers: takes upload jobs from redis and marks them done."""
+"""Stand-in for the celery workers: takes upload jobs from redis, marks them done, and keeps a
+heartbeat that `app.inspect_ping` reads (celery's `inspect ping` asks through the broker too)."""
 
+import argparse
 import signal
+import socket
 import sys
 import time
 
 import redis
 
-from app.queue import JOB_QUEUE, connect
+from app.broker import HEARTBEAT_PREFIX, JOB_QUEUE, connect
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("-Q", "--queues", default="default")
+    queues = parser.parse_args().queues
     # PID 1 ignores SIGTERM by default: without this, `docker compose down` waits 10 s for us.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     client = connect()
-    print("worker ready", flush=True)
+    heartbeat = HEARTBEAT_PREFIX + socket.gethostname()
+    print(f"worker ready, queues {queues}", flush=True)
     while True:
         try:
-            item = client.brpop(JOB_QUEUE, timeout=2)
+            client.set(heartbeat, queues, ex=60)
+            item = client.brpop([JOB_QUEUE], timeout=2)
         except redis.RedisError as error:
-            print(f"worker: redis unavailable ({type(error).__name__}), retrying", flush=True)
+            print(f"worker: broker unavailable ({type(error).__name__}), retrying", flush=True)
             time.sleep(2)
             continue
         if item:
