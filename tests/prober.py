@@ -24,6 +24,7 @@ class Prober(threading.Thread):
         super().__init__(daemon=True)
         self.base_url, self.interval, self.timeout = base_url, 1 / rate, timeout
         self.session = requests.Session()
+        self.session.verify = False  # the stand-in's certificate is self-signed
         self.session.headers["Authorization"] = f"Bearer {api_key}"
         self.results, self.halted = [], threading.Event()
 

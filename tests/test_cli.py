@@ -1,7 +1,6 @@
 """i2m-ops, the real console script over real ansible-runner, on a stand-in stack of its own."""
 
 import json
-import os
 import subprocess
 import time
 from pathlib import Path
@@ -71,15 +70,12 @@ def test_remediate_exits_0_and_writes_json_and_markdown(stack, outputs, artifact
 
 
 def test_verify_on_stale_containers_exits_1_naming_host_service_and_key(stack, outputs, artifacts):
-    environment = {key: value for key, value in os.environ.items() if key not in stack.secrets}
-    subprocess.run(["docker", "compose", "-p", stack.name, "-f", "docker-compose.prod.yml", "up", "-d",
-                    "--force-recreate", "--no-deps", "backend", "worker"],
-                   cwd=stack.project_dir, env=environment, check=True, capture_output=True)
+    stack.compose("up", "-d", "--force-recreate", "--no-deps", "backend", "worker", with_env_file=False)
     done = i2m_ops(stack, outputs, "verify", "--json", artifacts=artifacts)
     assert done.returncode == 1
     document = json.loads(done.stdout)
     failing = {(check["service"], check["item"]) for check in document["checks"]["localhost"] if not check["ok"]}
-    assert {("backend", "API_KEY"), ("worker", "API_KEY")} <= failing
+    assert {("backend", "API_KEY"), ("worker", "FAL_API_KEY")} <= failing
     assert any(task["host"] == "localhost" for task in document["failed_tasks"])
     assert "stale containers" in (Path(document["artifacts"]) / "report.md").read_text()
 

@@ -5,11 +5,10 @@ remediate, then check the data and the refusals of bad input.
 """
 
 import hashlib
-import os
 import subprocess
 
+import docker
 import pytest
-import requests
 import yaml
 from canary import canary_hits
 from conftest import REPO
@@ -23,22 +22,19 @@ def container_env(container) -> dict:
     return dict(item.split("=", 1) for item in container.attrs["Config"]["Env"])
 
 
-def nginx_url(stack) -> str:
-    nginx = stack.container("nginx")
-    binding = nginx.attrs["NetworkSettings"]["Ports"]["80/tcp"][0]
-    return f"http://127.0.0.1:{binding['HostPort']}"
-
-
-def upload(stack, api_key: str) -> requests.Response:
-    return requests.post(f"{nginx_url(stack)}/api/v1/upload/", headers={"Authorization": f"Bearer {api_key}"},
-                         files={"files": ("marker.png", b"uploaded before remediation", "image/png")}, timeout=10)
+def run_in(stack, service: str, *argv: str, environment: dict | None = None) -> str:
+    result = stack.container(service).exec_run(list(argv), environment=environment)
+    assert result.exit_code == 0, f"{argv[0]} in {service} failed"
+    return result.output.decode().strip()
 
 
 def redis_command(stack, *args: str) -> str:
     # The password travels in the exec's environment, not its arguments.
-    result = stack.container("redis").exec_run(["redis-cli", *args], environment={"REDISCLI_AUTH": stack.secrets["REDIS_PASSWORD"]})
-    assert result.exit_code == 0, f"redis-cli {args[0]} failed"
-    return result.output.decode().strip()
+    return run_in(stack, "redis", "redis-cli", *args, environment={"REDISCLI_AUTH": stack.secrets["REDIS_PASSWORD"]})
+
+
+def psql(stack, sql: str) -> str:
+    return run_in(stack, "postgres", "psql", "-U", "image2model", "-d", "image2model", "-tAc", sql)
 
 
 def wait_healthy(stack, service: str) -> None:
@@ -50,11 +46,21 @@ def wait_healthy(stack, service: str) -> None:
     pytest.fail(f"{service} did not become healthy")
 
 
+# A file of its own in every named volume that a service writes to (redis and postgres by their
+# own means), checked after each remediation: remediation never removes a volume.
+VOLUME_FILES = [("backend", "/app/uploads/i2m-marker"), ("backend", "/app/results/i2m-marker"),
+                ("backend", "/app/models/i2m-marker"), ("nginx", "/var/log/nginx/i2m-marker")]
+
+
 @pytest.fixture(scope="module")
 def markers(stack):
-    """Data written before any remediation: a redis key and an uploaded file."""
+    """Data written before any remediation: a redis key, a postgres row, a file in each of the
+    other named volumes, and an uploaded file."""
     redis_command(stack, "SET", "i2m:test:marker", "written-before")
-    response = upload(stack, stack.secrets["API_KEY"])
+    psql(stack, "CREATE TABLE i2m_marker (note text); INSERT INTO i2m_marker VALUES ('written-before')")
+    for service, path in VOLUME_FILES:
+        run_in(stack, service, "sh", "-c", f"echo written-before > {path}")
+    response = stack.upload(stack.secrets["API_KEY"])
     assert response.status_code == 200, f"marker upload answered {response.status_code}"
     return {"job_id": response.json()["job_id"]}
 
@@ -67,8 +73,8 @@ def test_deploy_twice_second_run_changes_nothing(stack):
     assert second.recap_counts()["changed"] == 0
 
 
-@pytest.mark.parametrize("service", ["backend", "worker"])
-@pytest.mark.parametrize("key", ["API_KEY", "ADMIN_API_KEY"])
+@pytest.mark.parametrize("service, key", [("backend", "API_KEY"), ("backend", "ADMIN_API_KEY"), ("frontend", "API_KEY"),
+                                          ("postgres", "POSTGRES_PASSWORD"), ("worker", "DATABASE_URL")])
 def test_secret_with_special_characters_reaches_container_byte_for_byte(stack, service, key):
     env = container_env(stack.container(service))
     assert key in env, f"{key} missing in {service}"
@@ -82,21 +88,24 @@ def test_env_file_is_private(stack):
 
 def test_report_failure_reproduced_then_remediated(stack, markers):
     # The report's stale containers: backend and worker recreated without --env-file.
-    environment = {key: value for key, value in os.environ.items() if key not in stack.secrets}
-    subprocess.run(["docker", "compose", "-p", stack.name, "-f", "docker-compose.prod.yml",
-                    "up", "-d", "--force-recreate", "--no-deps", "backend", "worker"],
-                   cwd=stack.project_dir, env=environment, check=True, capture_output=True)
+    stack.compose("up", "-d", "--force-recreate", "--no-deps", "backend", "worker", with_env_file=False)
     wait_healthy(stack, "backend")
-    assert container_env(stack.container("worker"))["API_KEY"] == ""
+    assert container_env(stack.container("backend"))["API_KEY"] == ""
 
-    broken = upload(stack, stack.secrets["API_KEY"])
+    broken = stack.upload(stack.secrets["API_KEY"])
     assert broken.status_code == 500 and "API key not configured" in broken.text
 
     failed = stack.playbook("verify.yml")
     assert failed.returncode != 0
-    for line in ["❌ backend env API_KEY: empty", "❌ worker env API_KEY: empty",
+    for line in ["❌ backend env API_KEY: empty", "❌ worker env FAL_API_KEY: empty",
                  "❌ nginx http via nginx upload with API key: answered 500"]:
         assert line in failed.output
+    # The worker has no API_KEY in the compose file: nothing to check, nothing to report.
+    assert "worker env API_KEY" not in failed.output
+
+    drift = stack.playbook("drift.yml")
+    assert drift.returncode == 0, drift.output[-3000:]
+    assert "❌ backend env API_KEY: empty" in drift.output
 
     remediated = stack.playbook("remediate.yml", stack.vars_file(i2m_remediate_strategy="report"))
     assert remediated.returncode == 0, remediated.output[-3000:]
@@ -106,18 +115,48 @@ def test_report_failure_reproduced_then_remediated(stack, markers):
     verified = stack.playbook("verify.yml")
     assert verified.returncode == 0, verified.output[-3000:]
     assert "✅ backend env API_KEY: match" in verified.output
-    assert "✅ worker env API_KEY: match" in verified.output
-    assert upload(stack, stack.secrets["API_KEY"]).status_code == 200
+    assert "✅ frontend env API_KEY: match" in verified.output
+    assert stack.upload(stack.secrets["API_KEY"]).status_code == 200
 
 
 def test_data_written_before_remediation_is_still_there(stack, markers):
     assert redis_command(stack, "GET", "i2m:test:marker") == "written-before"
-    listing = stack.container("backend").exec_run(["ls", f"/data/uploads/{markers['job_id']}"])
-    assert listing.output.decode().split() == ["marker.png"]
+    assert psql(stack, "SELECT note FROM i2m_marker") == "written-before"
+    for service, path in VOLUME_FILES:
+        assert run_in(stack, service, "cat", path) == "written-before"
+    assert run_in(stack, "backend", "ls", f"/app/uploads/{markers['job_id']}").split() == ["marker.png"]
+
+
+@pytest.mark.parametrize("strategy", ["build-first", "report"])
+def test_backend_recreated_at_a_new_address_is_reached_through_nginx_after_remediation(stack, strategy):
+    """nginx resolved `backend` when it started (no resolver, as in production): a backend
+    recreated at another address answers 502 through nginx until the tool reloads nginx."""
+    network = f"{stack.name}-frontend-network"
+    old_address = stack.container("backend").attrs["NetworkSettings"]["Networks"][network]["IPAddress"]
+    stack.compose("rm", "--stop", "--force", "backend")
+    # Another container takes the old address, so that the backend gets a new one; it refuses
+    # nginx's connections at once (a vanished address would take nginx's 60 s connect timeout).
+    squatter = docker.from_env().containers.run("i2m-base:trixie", ["sleep", "infinity"], detach=True, network=network,
+                                                name=f"{stack.name}-squatter", labels={"io.i2m.test": stack.name})
+    try:
+        squatter.reload()
+        assert squatter.attrs["NetworkSettings"]["Networks"][network]["IPAddress"] == old_address
+        stack.compose("up", "-d", "--no-deps", "backend")
+        wait_healthy(stack, "backend")
+        assert stack.container("backend").attrs["NetworkSettings"]["Networks"][network]["IPAddress"] != old_address
+        assert stack.upload(stack.secrets["API_KEY"]).status_code == 502
+    finally:
+        squatter.remove(force=True)
+
+    run = stack.playbook("remediate.yml", stack.vars_file(i2m_remediate_strategy=strategy))
+    assert run.returncode == 0, run.output[-3000:]
+    assert "Reload the proxy" in run.output
+    assert stack.upload(stack.secrets["API_KEY"]).status_code == 200
 
 
 def running_containers(stack) -> dict:
-    return {service: stack.container(service).attrs["State"]["StartedAt"] for service in ["backend", "worker", "redis", "nginx"]}
+    return {service: stack.container(service).attrs["State"]["StartedAt"]
+            for service in ["postgres", "redis", "backend", "worker", "worker-model", "flower", "frontend", "nginx"]}
 
 
 @pytest.mark.parametrize("secrets_change, message", [

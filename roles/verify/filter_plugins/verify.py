@@ -79,7 +79,9 @@ def verify_env_checks(inspected, compose_config, narrowing):
     services = compose_config.get("services") or {}
     checks = []
     for service, keys in verify_intended_env(compose_config, narrowing).items():
-        intended = services[service].get("environment") or {}
+        # `compose config` writes a literal $ as $$, so that its output can be read again
+        intended = {key: None if value is None else str(value).replace("$$", "$")
+                    for key, value in (services[service].get("environment") or {}).items()}
         container = containers.get(service)
         env = dict(item.split("=", 1) for item in container["Config"]["Env"] or []) if container else {}
         for key in keys:
