@@ -103,9 +103,9 @@ def test_report_failure_reproduced_then_remediated(stack, markers):
     # The worker has no API_KEY in the compose file: nothing to check, nothing to report.
     assert "worker env API_KEY" not in failed.output
 
-    drift = stack.playbook("drift.yml")
-    assert drift.returncode == 0, drift.output[-3000:]
-    assert "❌ backend env API_KEY: empty" in drift.output
+    code, document = stack.cli("drift")
+    drifted = {(item["service"], item["item"], item["state"]) for item in document["drift"]["localhost"] if not item["ok"]}
+    assert code == 2 and ("backend", "API_KEY", "empty") in drifted
 
     remediated = stack.playbook("remediate.yml", stack.vars_file(i2m_remediate_strategy="report"))
     assert remediated.returncode == 0, remediated.output[-3000:]

@@ -3,7 +3,7 @@ whose build failed after `down`, is not running."""
 
 import pytest
 
-SERVICES_WITH_HEALTHCHECK = ["backend", "redis", "nginx"]
+SERVICES_WITH_HEALTHCHECK = ["postgres", "redis", "backend", "worker", "worker-model", "flower", "frontend", "nginx"]
 
 
 def stack_container(host, service):

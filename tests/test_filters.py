@@ -1,0 +1,79 @@
+"""The roles' filters on inputs shaped like `docker inspect`, `docker image inspect` and
+`compose config --format json` output: every way a compose file names an image, and every kind
+of environment entry production's compose file has. Pure functions: no engine needed."""
+
+import sys
+
+import pytest
+from conftest import REPO
+
+sys.path.insert(0, str(REPO / "roles/drift/filter_plugins"))
+sys.path.insert(0, str(REPO / "roles/verify/filter_plugins"))
+from drift import drift_image_items, drift_image_reference  # noqa: E402  (roles' filters, not a package)
+from verify import verify_env_checks  # noqa: E402
+
+
+@pytest.mark.parametrize("name, reference", [
+    ("image2model-backend", ("tag", "image2model-backend:latest")),  # build: without image:
+    ("redis:7-alpine", ("tag", "redis:7-alpine")),
+    ("nginx", ("tag", "nginx:latest")),
+    ("docker.io/library/postgres:15", ("tag", "postgres:15")),
+    ("registry.example:5000/team/app", ("tag", "registry.example:5000/team/app:latest")),
+    ("nginx@sha256:0123abcd", ("digest", "nginx@sha256:0123abcd")),
+    ("nginx:1.27@sha256:0123abcd", ("digest", "nginx@sha256:0123abcd")),
+])
+def test_image_reference_is_normalised_as_docker_lists_it(name, reference):
+    assert drift_image_reference(name) == reference
+
+
+def container(image_name, image_id):
+    return {"image_tag": image_name, "image_id": image_id}
+
+
+IMAGES = [{"Id": "sha256:backend", "RepoTags": ["image2model-backend:latest"], "RepoDigests": []},
+          {"Id": "sha256:nginx", "RepoTags": ["nginx:latest"], "RepoDigests": ["nginx@sha256:pinned"]},
+          {"Id": "sha256:redis-new", "RepoTags": ["redis:7-alpine"], "RepoDigests": []}]
+
+
+@pytest.mark.parametrize("image_name, image_id, state", [
+    ("image2model-backend", "sha256:backend", "current"),
+    ("nginx", "sha256:nginx", "current"),
+    ("nginx@sha256:pinned", "sha256:nginx", "current"),
+    ("docker.io/library/nginx:latest", "sha256:nginx", "current"),
+    ("redis:7-alpine", "sha256:redis-old", "its name points to a newer image"),
+    ("postgres:15", "sha256:postgres", "its name no longer exists"),
+])
+def test_image_drift_for_every_way_a_compose_file_names_an_image(image_name, image_id, state):
+    [item] = drift_image_items({"svc": container(image_name, image_id)}, IMAGES)
+    assert (item["state"], item["ok"]) == (state, state == "current")
+
+
+COMPOSE_CONFIG = {"services": {
+    "backend": {"environment": {"API_KEY": "k$$ey", "REDIS_URL": "redis://b", "LOG_LEVEL": "info", "PASSED": None}},
+    "worker": {"environment": {"CELERY_BROKER_URL": "redis://b"}},
+    "nginx": {}}}
+
+
+def inspected(service, env):
+    return {"Config": {"Labels": {"com.docker.compose.service": service}, "Env": [f"{k}={v}" for k, v in env.items()]}}
+
+
+def states(checks):
+    return {(check["service"], check["item"]): check["state"] for check in checks}
+
+
+def test_intended_environment_is_each_service_entries_as_compose_resolves_them():
+    containers = [inspected("backend", {"API_KEY": "k$ey", "REDIS_URL": "redis://a", "LOG_LEVEL": "", "PATH": "/bin"}),
+                  inspected("worker", {})]
+    assert states(verify_env_checks(containers, COMPOSE_CONFIG, {})) == {
+        ("backend", "API_KEY"): "match",  # compose config writes a literal $ as $$
+        ("backend", "LOG_LEVEL"): "empty",  # a literal of the compose file
+        ("backend", "REDIS_URL"): "mismatch",  # a renamed source
+        ("worker", "CELERY_BROKER_URL"): "missing"}
+
+
+def test_narrowing_keeps_only_the_keys_named_and_flags_a_key_the_service_does_not_set():
+    containers = [inspected("backend", {"API_KEY": "k$ey"})]
+    checks = verify_env_checks(containers, COMPOSE_CONFIG, {"backend": ["API_KEY", "ADMIN_API_KEY"]})
+    assert states(checks) == {("backend", "API_KEY"): "match", ("backend", "ADMIN_API_KEY"): "not in the compose files",
+                              ("worker", "CELERY_BROKER_URL"): "no container"}
