@@ -1,10 +1,11 @@
-"""One run's result: the JSON document (schema below) and its Markdown report."""
+"""One run's result: the JSON document (its JSON Schema: schema/run-1.json) and its Markdown report."""
 
 import json
 from dataclasses import asdict
 from pathlib import Path
 
 SCHEMA = "i2m-ops/run/1"
+SCHEMA_FILE = Path(__file__).parent / "schema" / "run-1.json"
 EXIT_MEANINGS = {0: "done, all checks passed", 1: "a step or check failed on at least one host",
                  2: "drift found", 3: "could not start", 4: "some hosts unreachable, none failed"}
 
