@@ -73,10 +73,12 @@ class Progress:
             self.console.print(f"[{self.elapsed():6.1f}s] {self.stage}: {host}: {task}", markup=False, soft_wrap=True)
 
     def elapsed(self) -> float:
+        """Seconds since the run started (this object was made)."""
         return time.monotonic() - self.started
 
     def live(self):
-        """A context manager: the live display on a terminal, nothing elsewhere."""
+        """A context manager for one stage: the live display on a terminal (redrawn by rich's own
+        thread, 4 times a second), a no-op elsewhere."""
         if not self.live_mode:
             return contextlib.nullcontext()
         return Live(_Renderable(self), console=self.console, refresh_per_second=4, transient=False)
