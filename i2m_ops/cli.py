@@ -11,7 +11,7 @@ import shutil
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field, fields
 from enum import Enum
 from pathlib import Path
 from typing import Annotated
@@ -29,8 +29,6 @@ from i2m_ops.runner import REPO, run_stage
 
 RUN_ID = re.compile(r"^\d{8}T\d{6}Z-[a-z]+-[0-9a-f]{4}$")
 SERVICE_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
-
-
 
 # typer's own copy of click: its usage errors are not the click package's.
 UsageError = typer.BadParameter.__mro__[1]
@@ -106,16 +104,12 @@ class RunOptions:
     verbose: int = 0
 
 
-COMMON_PARAMETERS = [
-    inspect.Parameter("inventory", inspect.Parameter.KEYWORD_ONLY, default=DEFAULT_INVENTORY, annotation=Inventory),
-    inspect.Parameter("limit", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Limit),
-    inspect.Parameter("extra_vars", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=ExtraVars),
-    inspect.Parameter("vault_password_file", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=VaultFile),
-    inspect.Parameter("as_json", inspect.Parameter.KEYWORD_ONLY, default=False, annotation=JsonOut),
-    inspect.Parameter("artifacts_dir", inspect.Parameter.KEYWORD_ONLY, default=DEFAULT_ARTIFACTS, annotation=ArtifactsDir),
-    inspect.Parameter("keep_runs", inspect.Parameter.KEYWORD_ONLY, default=20, annotation=KeepRuns),
-    inspect.Parameter("verbose", inspect.Parameter.KEYWORD_ONLY, default=0, annotation=Verbose),
-]
+# How each RunOptions field appears on the command line; its default is the dataclass's.
+OPTION_TYPES = {"inventory": Inventory, "limit": Limit, "extra_vars": ExtraVars, "vault_password_file": VaultFile,
+                "as_json": JsonOut, "artifacts_dir": ArtifactsDir, "keep_runs": KeepRuns, "verbose": Verbose}
+COMMON_PARAMETERS = [inspect.Parameter(option.name, inspect.Parameter.KEYWORD_ONLY, annotation=OPTION_TYPES[option.name],
+                                       default=None if option.default is MISSING else option.default)
+                     for option in fields(RunOptions)]
 
 
 def command(name: str | None = None):
