@@ -68,7 +68,7 @@ def next_steps(document: dict) -> list:
     if failed_env:
         names = ", ".join(f"{service} {key}" for service, key in failed_env)
         steps.append(f"The containers do not carry the intended environment ({names}): most likely stale containers. "
-                     "Run `i2m-ops remediate` (down, build --no-cache, up -d) with the same inventory.")
+                     "Run `i2m-ops remediate` (env file, build --no-cache, recreate) with the same inventory.")
     drifted_hosts = sorted({item["host"] for item in drifted_items(document.get("drift", {}))})
     if drifted_hosts and not failed_env:
         steps.append(f"Drift on {', '.join(drifted_hosts)}: run `i2m-ops remediate -l {','.join(drifted_hosts)}` "
@@ -108,8 +108,8 @@ def diagnosis_sections(diagnosis: dict) -> list:
             lines.append(f"- {host}: no fault found.")
             continue
         top, others = found["causes"][0], found["causes"][1:]
-        fixes = "A remediation (down, build --no-cache, up -d) fixes it." if top["remediation_fixes"] else \
-            "A remediation (down, build --no-cache, up -d) will NOT fix it."
+        fixes = "A remediation (build --no-cache, recreate) fixes it." if top["remediation_fixes"] else \
+            "A remediation (build --no-cache, recreate) will NOT fix it."
         lines.append(f"- **{host}: {top['cause']}.** {fixes}")
         lines += [f"  - evidence: {line}" for line in top["evidence"]]
         lines += [f"  - also possible: {cause['cause']}" for cause in others]
