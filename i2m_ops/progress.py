@@ -61,8 +61,10 @@ class Progress:
             self.pending = None
         elif kind in RESULTS:
             self._shown(*key)
-            step = build_step(str(data.get("res", {}).get("stdout", ""))) if kind == "runner_retry" else None
-            self.build = (key[0], *step) if step else self.build if kind == "runner_retry" else None
+            if kind != "runner_retry":
+                self.build = None  # a task ended: whatever was being built is done
+            elif step := build_step(str(data.get("res", {}).get("stdout", ""))):
+                self.build = (key[0], *step)
 
     def _shown(self, host: str, task: str) -> None:
         self.host, self.task = host, task
