@@ -19,7 +19,7 @@ def run(*args, env=None):
 def test_remediate_help_says_what_the_default_does_and_shows_no_type_metavars():
     done = run("remediate", "--help")
     assert done.returncode == 0
-    text = " ".join(done.stdout.split())
+    text = " ".join(done.stdout.replace("│", " ").split())
     assert "--strategy" in text and "<build-first|rolling|report>" in text and "--services" in text
     assert "build-first: build --no-cache while the old containers keep serving, then recreate (the default" in text
     assert "By default (build-first) the old containers keep serving during the build" in text

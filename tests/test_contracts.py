@@ -18,6 +18,17 @@ from i2m_ops.report import SCHEMA_FILE
 SPECS = sorted(REPO.glob("roles/*/meta/argument_specs.yml"))
 
 
+class Unsafe(str):
+    """A string tagged !unsafe: Ansible never templates it."""
+
+
+class SpecLoader(yaml.SafeLoader):
+    """Reads argument specs as Ansible does, keeping the !unsafe mark."""
+
+
+SpecLoader.add_constructor("!unsafe", lambda loader, node: Unsafe(loader.construct_scalar(node)))
+
+
 def role_defaults(spec_path: Path) -> dict:
     return yaml.safe_load((spec_path.parents[1] / "defaults" / "main.yml").read_text()) or {}
 
@@ -25,14 +36,18 @@ def role_defaults(spec_path: Path) -> dict:
 @pytest.mark.parametrize("spec_path", SPECS, ids=lambda path: path.parts[-3])
 def test_argument_spec_defaults_equal_the_role_defaults(spec_path):
     """A default that is a Jinja expression (from an i2m_* variable) is documented verbatim: that
-    is what the role really falls back to, and ansible-doc shows where the value comes from."""
+    is what the role really falls back to, and ansible-doc shows where the value comes from. It
+    must be marked !unsafe: Ansible templates the spec before validating, and a role used on its
+    own (molecule's env_file scenario) has no i2m_* variables to resolve it with."""
     defaults = role_defaults(spec_path)
-    for entry_point, spec in yaml.safe_load(spec_path.read_text())["argument_specs"].items():
+    for entry_point, spec in yaml.load(spec_path.read_text(), Loader=SpecLoader)["argument_specs"].items():
         for name, option in spec.get("options", {}).items():
             where = f"{spec_path.parts[-3]} {entry_point} {name}"
             if name in defaults:
                 assert "default" in option, f"{where}: no default in the spec (defaults/main.yml has one)"
                 assert option["default"] == defaults[name], f"{where}: the spec's default differs from defaults/main.yml"
+                expression = isinstance(defaults[name], str) and "{{" in defaults[name]
+                assert isinstance(option["default"], Unsafe) == expression, f"{where}: !unsafe on Jinja defaults, only there"
             else:
                 assert "default" not in option, f"{where}: a default in the spec only, not in defaults/main.yml"
 
