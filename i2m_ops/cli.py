@@ -1,5 +1,8 @@
 """i2m-ops: the playbooks as commands, with one report and one exit code per run."""
 
+import contextlib
+import functools
+import inspect
 import json
 import os
 import re
@@ -8,35 +11,127 @@ import shutil
 import sys
 import tempfile
 import time
+from dataclasses import MISSING, dataclass, field, fields
+from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 import yaml
+from typer.core import TyperCommand, TyperGroup
 
 from i2m_ops import __version__, inputs, prometheus, report
 from i2m_ops.errors import CannotStart
 from i2m_ops.lock import InventoryLock
+from i2m_ops.progress import Progress
 from i2m_ops.redact import redact_text, redact_tree
 from i2m_ops.runner import REPO, run_stage
 
 RUN_ID = re.compile(r"^\d{8}T\d{6}Z-[a-z]+-[0-9a-f]{4}$")
+SERVICE_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
 
-app = typer.Typer(help=__doc__, context_settings={"help_option_names": ["-h", "--help"]},
-                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+# typer's own copy of click: its usage errors are not the click package's.
+UsageError = typer.BadParameter.__mro__[1]
 
-Inventory = Annotated[Path, typer.Option("-i", "--inventory", help="Inventory file or folder.")]
-Limit = Annotated[str | None, typer.Option("-l", "--limit", help="Only these hosts (an Ansible pattern).")]
-ExtraVars = Annotated[list[str] | None, typer.Option("-e", "--extra-vars", help="KEY=VALUE, a JSON/YAML mapping or @FILE; repeatable.")]
-VaultFile = Annotated[Path | None, typer.Option("--vault-password-file", help="File holding the vault password.")]
+
+class _FlagsWithoutType:
+    """Flags (-h, --json, -v, --install-completion, ...) shown without a <bool> or <int> beside them."""
+
+    def get_params(self, ctx):
+        params = super().get_params(ctx)
+        for param in params:
+            if (getattr(param, "is_flag", False) or getattr(param, "count", False)) and param.metavar is None:
+                param.metavar = ""
+        return params
+
+
+class _Commands(_FlagsWithoutType, TyperGroup):
+    """Bad arguments exit 3 (could not start), as documented, not click's 2 (which means drift)."""
+
+    def make_context(self, *args, **kwargs):
+        try:
+            return super().make_context(*args, **kwargs)
+        except UsageError as error:
+            error.exit_code = 3
+            raise
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except UsageError as error:
+            error.exit_code = 3
+            raise
+
+
+class _Command(_FlagsWithoutType, TyperCommand):
+    """A command whose flags show no <bool>."""
+
+
+app = typer.Typer(help=__doc__, cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]},
+                  no_args_is_help=True, pretty_exceptions_enable=False)
+
+Inventory = Annotated[Path, typer.Option("-i", "--inventory", metavar="PATH", help="Inventory file or folder.")]
+Limit = Annotated[str | None, typer.Option("-l", "--limit", metavar="PATTERN", help="Only these hosts (an Ansible pattern).")]
+ExtraVars = Annotated[list[str] | None, typer.Option("-e", "--extra-vars", metavar="VARS",
+                                                     help="KEY=VALUE, a JSON/YAML mapping or @FILE; repeatable.")]
+VaultFile = Annotated[Path | None, typer.Option("--vault-password-file", metavar="FILE", help="File holding the vault password.")]
 JsonOut = Annotated[bool, typer.Option("--json", help="Print the run's JSON document instead of the summary.")]
-ArtifactsDir = Annotated[Path, typer.Option("--artifacts-dir", help="Where the per-run folders go.")]
-KeepRuns = Annotated[int, typer.Option("--keep-runs", min=1, help="How many run folders to keep.")]
+ArtifactsDir = Annotated[Path, typer.Option("--artifacts-dir", metavar="DIR", help="Where the per-run folders go.")]
+KeepRuns = Annotated[int, typer.Option("--keep-runs", min=1, metavar="N", help="How many run folders to keep.")]
 Verbose = Annotated[int, typer.Option("-v", "--verbose", count=True, help="More Ansible output in the run's artifacts.")]
-Check = Annotated[bool, typer.Option("--check", help="Ansible check mode: report what would change.")]
 
 DEFAULT_INVENTORY = REPO / "inventory" / "local"
 DEFAULT_ARTIFACTS = REPO / ".state" / "runs"
+
+
+class Strategy(str, Enum):
+    build_first = "build-first"
+    rolling = "rolling"
+    report = "report"
+
+
+@dataclass
+class RunOptions:
+    """The options every command takes: where it runs, with what, and where its report goes."""
+
+    inventory: Path = DEFAULT_INVENTORY
+    limit: str | None = None
+    extra_vars: list = field(default_factory=list)
+    vault_password_file: Path | None = None
+    as_json: bool = False
+    artifacts_dir: Path = DEFAULT_ARTIFACTS
+    keep_runs: int = 20
+    verbose: int = 0
+
+
+# How each RunOptions field appears on the command line; its default is the dataclass's.
+OPTION_TYPES = {"inventory": Inventory, "limit": Limit, "extra_vars": ExtraVars, "vault_password_file": VaultFile,
+                "as_json": JsonOut, "artifacts_dir": ArtifactsDir, "keep_runs": KeepRuns, "verbose": Verbose}
+COMMON_PARAMETERS = [inspect.Parameter(option.name, inspect.Parameter.KEYWORD_ONLY, annotation=OPTION_TYPES[option.name],
+                                       default=None if option.default is MISSING else option.default)
+                     for option in fields(RunOptions)]
+
+
+def command(name: str | None = None):
+    """Registers a playbook command: its function takes a RunOptions first, then its own options.
+
+    The options every command shares are added to the command line here, once; the function
+    receives them folded into one RunOptions.
+    """
+
+    def register(function):
+        own = [parameter.replace(kind=inspect.Parameter.KEYWORD_ONLY)
+               for parameter in list(inspect.signature(function, eval_str=True).parameters.values())[1:]]
+
+        @functools.wraps(function)
+        def wrapper(**values):
+            shared = {parameter.name: values.pop(parameter.name) for parameter in COMMON_PARAMETERS}
+            return function(RunOptions(**{**shared, "extra_vars": shared["extra_vars"] or []}), **values)
+
+        wrapper.__signature__ = inspect.Signature(COMMON_PARAMETERS + own)
+        return app.command(name, cls=_Command)(wrapper)
+
+    return register
 
 
 def _version(show: bool) -> None:
@@ -50,84 +145,74 @@ def main(version: Annotated[bool, typer.Option("--version", callback=_version, i
     """Keeps the image2model compose stack configured and healthy."""
 
 
-class Progress:
-    """On a terminal, one line rewritten in place (stage, host, task, elapsed); elsewhere, one
-    plain line per task."""
-
-    def __init__(self):
-        self.last_task = None
-
-    def __call__(self, stage: str, host: str, task: str, elapsed: float) -> None:
-        if sys.stderr.isatty():
-            line = f"[{elapsed:6.1f}s] {stage} | {host} | {task}"
-            sys.stderr.write("\r\033[K" + line[: shutil.get_terminal_size().columns - 1])
-        elif (stage, task) != self.last_task:
-            sys.stderr.write(f"[{elapsed:6.1f}s] {stage}: {task}\n")
-        self.last_task = (stage, task)
-        sys.stderr.flush()
-
-
 def _rotate(artifacts_dir: Path, keep: int) -> None:
     runs = sorted(path for path in artifacts_dir.iterdir() if path.is_dir() and RUN_ID.match(path.name))
     for old in runs[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def execute(command: str, playbook: str, *, inventory: Path, limit: str | None, extra_vars: list | None,
-            vault_password_file: Path | None, as_json: bool, artifacts_dir: Path, keep_runs: int, verbose: int,
-            check: bool = False, more_vars: dict | None = None, follow_up=None, output=None) -> None:
+def execute(command_name: str, playbook: str, options: RunOptions, *, check: bool = False, more_vars: dict | None = None,
+            follow_up=None, output=None) -> None:
     """Every command: check inputs, take the lock, run the playbook, write and print the report.
 
+    command_name names the run and its artifacts; playbook is a file of playbooks/; options are
+    the shared options; check runs Ansible in check mode; more_vars override the -e variables.
     follow_up, given the first stage's result, may name a second playbook and the hosts to limit
     it to; it runs under the same lock. output, given the run's document, prints or writes it.
+    Always ends with typer.Exit: the documented exit code (3 when the run could not start).
     """
     started = time.time()
     try:
-        variables = {**inputs.parse_extra_vars(extra_vars or []), **(more_vars or {})}
-        inputs.check_vault_password_file(vault_password_file)
-        lock = InventoryLock(REPO / ".state" / "locks", inventory, f"i2m-ops {command}")
+        variables = {**inputs.parse_extra_vars(options.extra_vars), **(more_vars or {})}
+        inputs.check_vault_password_file(options.vault_password_file)
+        lock = InventoryLock(REPO / ".state" / "locks", options.inventory, f"i2m-ops {command_name}")
         with lock, tempfile.TemporaryDirectory(prefix="i2m-ops-vars-") as vars_dir:
-            inventory_data = inputs.load_inventory(inventory, vault_password_file)
-            hidden = inputs.secret_values(inventory_data, variables, vault_password_file)
-            run_id = f"{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime(started))}-{command}-{secrets.token_hex(2)}"
-            run_dir = artifacts_dir / run_id
+            inventory_data = inputs.load_inventory(options.inventory, options.vault_password_file)
+            hidden = inputs.secret_values(inventory_data, variables, options.vault_password_file)
+            run_id = f"{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime(started))}-{command_name}-{secrets.token_hex(2)}"
+            run_dir = options.artifacts_dir / run_id
             run_dir.mkdir(parents=True)
             # Extra vars reach ansible-playbook in a 0600 file, never in its argument list.
             vars_file = Path(vars_dir) / "extra-vars.yml"
             vars_file.touch(mode=0o600)
             vars_file.write_text(yaml.safe_dump(variables))
             common = ["-e", f"@{vars_file}"] + (["--check"] if check else [])
-            common += ["--vault-password-file", str(vault_password_file)] if vault_password_file else []
-            common += ["-" + "v" * verbose] if verbose else []
-            progress = None if as_json else Progress()
-            stages = [run_stage(command, playbook, inventory=inventory.resolve(), run_dir=run_dir,
-                                playbook_args=common + (["-l", limit] if limit else []), on_task=progress)]
+            common += ["--vault-password-file", str(options.vault_password_file)] if options.vault_password_file else []
+            common += ["-" + "v" * options.verbose] if options.verbose else []
+            progress = None if options.as_json else Progress()
+            stages = [_stage(command_name, playbook, options.inventory, run_dir,
+                             common + (["-l", options.limit] if options.limit else []), progress)]
             next_stage = follow_up(stages[0]) if follow_up else None
             if next_stage:
                 name, next_playbook, hosts = next_stage
                 confirmed = ["-e", "i2m_confirm=false"]  # the follow-up asked, where it needed to
-                stages.append(run_stage(name, next_playbook, inventory=inventory.resolve(), run_dir=run_dir,
-                                        playbook_args=common + confirmed + ["-l", ",".join(hosts)], on_task=progress))
+                stages.append(_stage(name, next_playbook, options.inventory, run_dir,
+                                     common + confirmed + ["-l", ",".join(hosts)], progress))
     except CannotStart as error:
-        typer.echo(f"i2m-ops {command}: cannot start: {error}", err=True)
+        typer.echo(f"i2m-ops {command_name}: cannot start: {error}", err=True)
         raise typer.Exit(3) from None
-    if not as_json and sys.stderr.isatty():
-        sys.stderr.write("\n")
     for stage in stages:
         for task in stage.failed_tasks:
             task["message"] = redact_text(task["message"], hidden)
         stage.unreachable = {host: redact_text(message, hidden) for host, message in stage.unreachable.items()}
         stage.error = redact_text(stage.error, hidden)
     code = report.exit_code(stages)
-    meta = {"run_id": run_id, "command": command, "inventory": str(inventory), "limit": limit,
+    meta = {"run_id": run_id, "command": command_name, "inventory": str(options.inventory), "limit": options.limit,
             "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)), "started_epoch": int(started),
             "duration_s": round(time.time() - started, 2), "artifacts": str(run_dir)}
     document = report.run_document(meta, stages, code)
     report.write(run_dir, document)
     redact_tree(run_dir, hidden)
-    _rotate(artifacts_dir, keep_runs)
-    (output or _print)(document, as_json)
+    _rotate(options.artifacts_dir, options.keep_runs)
+    (output or _print)(document, options.as_json)
     raise typer.Exit(code)
+
+
+def _stage(name: str, playbook: str, inventory: Path, run_dir: Path, playbook_args: list, progress: Progress | None):
+    """One stage, under the live progress display when there is one."""
+    with progress.live() if progress else contextlib.nullcontext():
+        return run_stage(name, playbook, inventory=inventory.resolve(), run_dir=run_dir,
+                         playbook_args=playbook_args, on_event=progress)
 
 
 def _print(document: dict, as_json: bool) -> None:
@@ -138,39 +223,54 @@ def _print(document: dict, as_json: bool) -> None:
     typer.echo(f"\nReport: {document['artifacts']}/report.md  JSON: {document['artifacts']}/run.json")
 
 
-@app.command()
-def remediate(inventory: Inventory = DEFAULT_INVENTORY, limit: Limit = None, extra_vars: ExtraVars = None,
-              vault_password_file: VaultFile = None, as_json: JsonOut = False, artifacts_dir: ArtifactsDir = DEFAULT_ARTIFACTS,
-              keep_runs: KeepRuns = 20, verbose: Verbose = 0,
-              services: Annotated[list[str] | None, typer.Option("--services", help="Rebuild these services (default: i2m_rebuild_services).")] = None):
-    """The report's runbook: env file, down, build --no-cache, up -d, then verify."""
-    execute("remediate", "remediate.yml", inventory=inventory, limit=limit, extra_vars=extra_vars,
-            vault_password_file=vault_password_file, as_json=as_json, artifacts_dir=artifacts_dir, keep_runs=keep_runs,
-            verbose=verbose, more_vars={"i2m_confirm": False, **({"i2m_rebuild_services": services} if services else {})})
+def _service_names(values: list[str] | None) -> list[str]:
+    """--services backend,worker or --services backend --services worker: the names, in order."""
+    names = [name.strip() for value in values or [] for name in value.split(",") if name.strip()]
+    for name in names:
+        if not SERVICE_NAME.match(name):
+            raise typer.BadParameter(f"{name!r} is not a compose service name", param_hint="--services")
+    return list(dict.fromkeys(names))
 
 
-@app.command()
-def deploy(inventory: Inventory = DEFAULT_INVENTORY, limit: Limit = None, extra_vars: ExtraVars = None,
-           vault_password_file: VaultFile = None, as_json: JsonOut = False, artifacts_dir: ArtifactsDir = DEFAULT_ARTIFACTS,
-           keep_runs: KeepRuns = 20, verbose: Verbose = 0, check: Check = False):
+@command()
+def remediate(options: RunOptions,
+              strategy: Annotated[Strategy | None, typer.Option(
+                  "--strategy", case_sensitive=False, show_default=False,
+                  help="build-first: build --no-cache while the old containers keep serving, then recreate (the "
+                       "default, unless the inventory sets i2m_remediate_strategy). rolling: new containers healthy "
+                       "beside the old before the old go (no downtime; see roles/compose/README.md). report: the "
+                       "report's order, down first, the site down for the whole build.")] = None,
+              services: Annotated[list[str] | None, typer.Option(
+                  "--services", metavar="NAMES", show_default=False,
+                  help="Rebuild these compose services, comma-separated or repeated (default: the inventory's "
+                       "i2m_rebuild_services, on the stand-in backend).")] = None):
+    """Env file, build --no-cache, recreate the containers, then verify; rolls back on failure.
+
+    By default (build-first) the old containers keep serving during the build; the site is down only while the containers are recreated.
+    """
+    more_vars = {"i2m_confirm": False}
+    if strategy:
+        more_vars["i2m_remediate_strategy"] = strategy.value
+    if names := _service_names(services):
+        more_vars["i2m_rebuild_services"] = names
+    execute("remediate", "remediate.yml", options, more_vars=more_vars)
+
+
+@command()
+def deploy(options: RunOptions,
+           check: Annotated[bool, typer.Option("--check", help="Ansible check mode: report what would change.")] = False):
     """Render the env file and bring the stack up, building only missing images."""
-    execute("deploy", "deploy.yml", inventory=inventory, limit=limit, extra_vars=extra_vars,
-            vault_password_file=vault_password_file, as_json=as_json, artifacts_dir=artifacts_dir, keep_runs=keep_runs,
-            verbose=verbose, check=check)
+    execute("deploy", "deploy.yml", options, check=check)
 
 
 def _read_only_command(name: str, playbook: str, summary: str) -> None:
-    """verify and diagnose: the shared options only, and nothing on the hosts changes."""
+    """verify, audit and diagnose: the shared options only, and nothing on the hosts changes."""
 
-    def command(inventory: Inventory = DEFAULT_INVENTORY, limit: Limit = None, extra_vars: ExtraVars = None,
-                vault_password_file: VaultFile = None, as_json: JsonOut = False,
-                artifacts_dir: ArtifactsDir = DEFAULT_ARTIFACTS, keep_runs: KeepRuns = 20, verbose: Verbose = 0):
-        execute(name, playbook, inventory=inventory, limit=limit, extra_vars=extra_vars,
-                vault_password_file=vault_password_file, as_json=as_json, artifacts_dir=artifacts_dir,
-                keep_runs=keep_runs, verbose=verbose)
+    def read_only(options: RunOptions):
+        execute(name, playbook, options)
 
-    command.__doc__ = summary
-    app.command(name)(command)
+    read_only.__doc__ = summary
+    command(name)(read_only)
 
 
 _read_only_command("verify", "verify.yml", "Check the running stack, changing nothing: in-container env, endpoints, logs.")
@@ -179,19 +279,23 @@ _read_only_command("diagnose", "diagnose.yml",
                    "Gather the evidence and name the likely cause, changing nothing: exit 0 no fault, 1 a fault found.")
 
 
-@app.command()
-def drift(inventory: Inventory = DEFAULT_INVENTORY, limit: Limit = None, extra_vars: ExtraVars = None,
-          vault_password_file: VaultFile = None, as_json: JsonOut = False, artifacts_dir: ArtifactsDir = DEFAULT_ARTIFACTS,
-          keep_runs: KeepRuns = 20, verbose: Verbose = 0,
-          output_format: Annotated[str, typer.Option("--format", help="text, json or prometheus.")] = "text",
-          output: Annotated[Path | None, typer.Option("--output", help="With --format prometheus: the textfile to write, atomically.")] = None,
+class DriftFormat(str, Enum):
+    text = "text"
+    json = "json"
+    prometheus = "prometheus"
+
+
+@command()
+def drift(options: RunOptions,
+          output_format: Annotated[DriftFormat, typer.Option("--format", case_sensitive=False,
+                                                             help="text (the report), json (the run's document) or "
+                                                                  "prometheus (node_exporter textfile, with --output).")] = DriftFormat.text,
+          output: Annotated[Path | None, typer.Option("--output", metavar="FILE",
+                                                      help="With --format prometheus: the textfile to write, atomically.")] = None,
           remediate_drifted: Annotated[bool, typer.Option("--remediate", help="Then remediate the drifted hosts.")] = False,
           yes: Annotated[bool, typer.Option("--yes", "-y", help="With --remediate: do not ask first.")] = False):
     """What would change and what is stale, changing nothing: exit 0 clean, 2 drift, 1 error, 4 unreachable."""
-    if output_format not in ("text", "json", "prometheus"):
-        typer.echo(f"i2m-ops drift: cannot start: --format {output_format}: use text, json or prometheus", err=True)
-        raise typer.Exit(3)
-    if output_format == "prometheus" and output is None:
+    if output_format is DriftFormat.prometheus and output is None:
         typer.echo("i2m-ops drift: cannot start: --format prometheus needs --output PATH (a .prom file)", err=True)
         raise typer.Exit(3)
 
@@ -199,25 +303,24 @@ def drift(inventory: Inventory = DEFAULT_INVENTORY, limit: Limit = None, extra_v
         hosts = sorted({item["host"] for item in report.drifted_items(stage.drift)})
         if not remediate_drifted or not hosts or stage.failed_tasks:
             return None
-        if not yes and not (sys.stdin.isatty() and typer.confirm(f"Remediate {', '.join(hosts)} (down, build --no-cache, up -d)?")):
+        if not yes and not (sys.stdin.isatty() and typer.confirm(f"Remediate {', '.join(hosts)} (build --no-cache, recreate)?")):
             typer.echo("i2m-ops drift: remediation not confirmed (use --yes for unattended runs)", err=True)
             return None
         return "remediate", "remediate.yml", hosts
 
     def emit(document, _as_json):
-        if output_format == "prometheus":
-            prometheus.write_atomically(output, prometheus.textfile(document))
+        if output_format is DriftFormat.prometheus:
+            prometheus.write_textfile(output, document)
             typer.echo(f"i2m-ops drift: exit {document['exit_code']} ({document['outcome']}); metrics in {output}")
         else:
-            _print(document, output_format == "json" or as_json)
+            _print(document, output_format is DriftFormat.json or options.as_json)
 
-    execute("drift", "drift.yml", inventory=inventory, limit=limit, extra_vars=extra_vars, vault_password_file=vault_password_file,
-            as_json=as_json or output_format != "text", artifacts_dir=artifacts_dir, keep_runs=keep_runs, verbose=verbose,
-            follow_up=remediate_drifted_hosts, output=emit)
+    options.as_json = options.as_json or output_format is not DriftFormat.text
+    execute("drift", "drift.yml", options, follow_up=remediate_drifted_hosts, output=emit)
 
 
-@app.command("report")
-def show_report(run: Annotated[str, typer.Argument(help="A run id, or the path of a run folder.")],
+@app.command("report", cls=_Command)
+def show_report(run: Annotated[str, typer.Argument(metavar="RUN", help="A run id, or the path of a run folder.")],
                 artifacts_dir: ArtifactsDir = DEFAULT_ARTIFACTS, as_json: JsonOut = False):
     """Render a stored run again."""
     folder = Path(run) if os.sep in run else artifacts_dir / run

@@ -4,7 +4,6 @@ Nothing is kept per event: memory stays flat however long the run. The playbooks
 outcomes with set_stats; human output is never parsed.
 """
 
-import time
 from dataclasses import dataclass, field
 
 STAT_NAMES = {"ok": "ok", "changed": "changed", "failures": "failed", "dark": "unreachable",
@@ -43,21 +42,23 @@ def _message(result: dict) -> str:
 
 
 class EventFolder:
-    """An ansible-runner event handler: call it with each event; it always returns True."""
+    """An ansible-runner event handler: call it with each event; it always returns True.
 
-    def __init__(self, stage: StageResult, on_task=None):
+    on_event, if given, is called with (stage name, event) for every event (the progress display).
+    """
+
+    def __init__(self, stage: StageResult, on_event=None):
         self.stage = stage
-        self.on_task = on_task
+        self.on_event = on_event
         self.play = ""
-        self.started = time.monotonic()
 
     def __call__(self, event: dict) -> bool:
         kind = event.get("event")
         data = event.get("event_data", {})
+        if self.on_event:
+            self.on_event(self.stage.name, event)
         if kind == "playbook_on_play_start":
             self.play = data.get("name", "")
-        elif kind == "runner_on_start" and self.on_task:
-            self.on_task(self.stage.name, data.get("host", ""), data.get("task", ""), time.monotonic() - self.started)
         elif kind == "runner_on_failed" and not data.get("ignore_errors"):
             self.stage.failed_tasks.append({"host": data.get("host"), "play": self.play, "task": data.get("task", ""),
                                             "message": _message(data.get("res", {}))})

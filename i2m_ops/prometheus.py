@@ -1,49 +1,44 @@
-"""A drift run in node_exporter's textfile-collector format, written atomically."""
+"""A drift run as node_exporter textfile-collector metrics, with prometheus_client."""
 
-import os
-import tempfile
+from collections import Counter
 from pathlib import Path
 
-
-def _label(value: str) -> str:
-    return str(value).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+from prometheus_client import CollectorRegistry, Gauge, write_to_textfile
 
 
-def textfile(document: dict) -> str:
-    lines = ["# HELP i2m_drift_items Drift items found on a stack by the last i2m-ops drift run.",
-             "# TYPE i2m_drift_items gauge"]
-    for host, items in sorted(document.get("drift", {}).items()):
-        counts = {}
-        for item in items:
-            if not item["ok"]:
-                key = (item["service"], item["check"])
-                counts[key] = counts.get(key, 0) + 1
+def registry_of(document: dict) -> CollectorRegistry:
+    """The drift run's metrics in a registry of their own.
+
+    document: a run's JSON document (drift, hosts, unreachable_hosts, exit_code, started_epoch,
+    duration_s). Returns the registry; raises KeyError when the document lacks one of those keys.
+    """
+    registry = CollectorRegistry()
+    items = Gauge("i2m_drift_items", "Drift items found on a stack by the last i2m-ops drift run.",
+                  ["host", "service", "check"], registry=registry)
+    drifted = Gauge("i2m_drift_host_drifted", "1 when the host has at least one drift item, 0 when it has none.",
+                    ["host"], registry=registry)
+    unreachable = Gauge("i2m_drift_host_unreachable", "1 when the host could not be reached.", ["host"], registry=registry)
+    for host, host_items in sorted(document.get("drift", {}).items()):
+        counts = Counter((item["service"], item["check"]) for item in host_items if not item["ok"])
         for (service, check), count in sorted(counts.items()):
-            lines.append(f'i2m_drift_items{{host="{_label(host)}",service="{_label(service)}",check="{_label(check)}"}} {count}')
-    lines += ["# HELP i2m_drift_host_drifted 1 when the host has at least one drift item, 0 when it has none.",
-              "# TYPE i2m_drift_host_drifted gauge"]
-    for host, items in sorted(document.get("drift", {}).items()):
-        lines.append(f'i2m_drift_host_drifted{{host="{_label(host)}"}} {int(any(not item["ok"] for item in items))}')
-    lines += ["# HELP i2m_drift_host_unreachable 1 when the host could not be reached.",
-              "# TYPE i2m_drift_host_unreachable gauge"]
+            items.labels(host, service, check).set(count)
+        drifted.labels(host).set(int(bool(counts)))
     for host in sorted(set(document["hosts"]) | set(document["unreachable_hosts"])):
-        lines.append(f'i2m_drift_host_unreachable{{host="{_label(host)}"}} {int(host in document["unreachable_hosts"])}')
-    lines += ["# HELP i2m_drift_exit_code Exit code of the last run (0 clean, 1 error, 2 drift, 3 could not start, 4 unreachable).",
-              "# TYPE i2m_drift_exit_code gauge", f"i2m_drift_exit_code {document['exit_code']}",
-              "# HELP i2m_drift_last_run_timestamp_seconds When the last run started.",
-              "# TYPE i2m_drift_last_run_timestamp_seconds gauge",
-              f"i2m_drift_last_run_timestamp_seconds {document['started_epoch']}",
-              "# HELP i2m_drift_last_run_duration_seconds How long the last run took.",
-              "# TYPE i2m_drift_last_run_duration_seconds gauge",
-              f"i2m_drift_last_run_duration_seconds {document['duration_s']}"]
-    return "\n".join(lines) + "\n"
+        unreachable.labels(host).set(int(host in document["unreachable_hosts"]))
+    Gauge("i2m_drift_exit_code", "Exit code of the last run (0 clean, 1 error, 2 drift, 3 could not start, 4 unreachable).",
+          registry=registry).set(document["exit_code"])
+    Gauge("i2m_drift_last_run_timestamp_seconds", "When the last run started.",
+          registry=registry).set(document["started_epoch"])
+    Gauge("i2m_drift_last_run_duration_seconds", "How long the last run took.",
+          registry=registry).set(document["duration_s"])
+    return registry
 
 
-def write_atomically(path: Path, text: str) -> None:
-    """Write beside the target, then rename: the collector never reads a half-written file."""
+def write_textfile(path: Path, document: dict) -> None:
+    """Writes the document's metrics to path atomically (prometheus_client writes a temporary
+    file beside it, then renames it): the collector never reads a half-written file.
+
+    Creates the parent folder if needed; raises OSError when it cannot be written.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(text)
-    os.chmod(temporary, 0o644)
-    os.replace(temporary, path)
+    write_to_textfile(str(path), registry_of(document))

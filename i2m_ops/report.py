@@ -1,10 +1,11 @@
-"""One run's result: the JSON document (schema below) and its Markdown report."""
+"""One run's result: the JSON document (its JSON Schema: schema/run-1.json) and its Markdown report."""
 
 import json
 from dataclasses import asdict
 from pathlib import Path
 
 SCHEMA = "i2m-ops/run/1"
+SCHEMA_FILE = Path(__file__).parent / "schema" / "run-1.json"
 EXIT_MEANINGS = {0: "done, all checks passed", 1: "a step or check failed on at least one host",
                  2: "drift found", 3: "could not start", 4: "some hosts unreachable, none failed"}
 
@@ -67,7 +68,7 @@ def next_steps(document: dict) -> list:
     if failed_env:
         names = ", ".join(f"{service} {key}" for service, key in failed_env)
         steps.append(f"The containers do not carry the intended environment ({names}): most likely stale containers. "
-                     "Run `i2m-ops remediate` (down, build --no-cache, up -d) with the same inventory.")
+                     "Run `i2m-ops remediate` (env file, build --no-cache, recreate) with the same inventory.")
     drifted_hosts = sorted({item["host"] for item in drifted_items(document.get("drift", {}))})
     if drifted_hosts and not failed_env:
         steps.append(f"Drift on {', '.join(drifted_hosts)}: run `i2m-ops remediate -l {','.join(drifted_hosts)}` "
@@ -107,8 +108,8 @@ def diagnosis_sections(diagnosis: dict) -> list:
             lines.append(f"- {host}: no fault found.")
             continue
         top, others = found["causes"][0], found["causes"][1:]
-        fixes = "A remediation (down, build --no-cache, up -d) fixes it." if top["remediation_fixes"] else \
-            "A remediation (down, build --no-cache, up -d) will NOT fix it."
+        fixes = "A remediation (build --no-cache, recreate) fixes it." if top["remediation_fixes"] else \
+            "A remediation (build --no-cache, recreate) will NOT fix it."
         lines.append(f"- **{host}: {top['cause']}.** {fixes}")
         lines += [f"  - evidence: {line}" for line in top["evidence"]]
         lines += [f"  - also possible: {cause['cause']}" for cause in others]

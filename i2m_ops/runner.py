@@ -16,11 +16,13 @@ from i2m_ops.folding import EventFolder, StageResult
 REPO = Path(__file__).resolve().parents[1]
 
 
-def run_stage(name: str, playbook: str, *, inventory: Path, run_dir: Path, playbook_args: list, on_task=None) -> StageResult:
+def run_stage(name: str, playbook: str, *, inventory: Path, run_dir: Path, playbook_args: list, on_event=None) -> StageResult:
     """Runs playbooks/<playbook> with a known ident; its artifacts land in run_dir/<name>/.
 
     The private data folder is a fresh temporary one, outside the repo, and ansible-runner is
-    told not to write env/ files: extra vars reach the playbook only as `-e @file`.
+    told not to write env/ files: extra vars reach the playbook only as `-e @file`. on_event is
+    called with (name, event) for every event. Returns the folded result; ansible-runner's own
+    errors surface as a failed StageResult with `error` set, never as an exception.
     """
     stage = StageResult(name=name, playbook=f"playbooks/{playbook}")
     private_dir = tempfile.mkdtemp(prefix="i2m-ops-runner-")
@@ -40,7 +42,7 @@ def run_stage(name: str, playbook: str, *, inventory: Path, run_dir: Path, playb
             envvars={"ANSIBLE_CONFIG": str(REPO / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1",
                      # The venv's ansible-playbook, also when the venv is not activated.
                      "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"},
-            event_handler=EventFolder(stage, on_task),
+            event_handler=EventFolder(stage, on_event),
         )
     finally:
         shutil.rmtree(private_dir, ignore_errors=True)
