@@ -70,7 +70,8 @@ class _Command(_FlagsWithoutType, TyperCommand):
 app = typer.Typer(help=__doc__, cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]},
                   no_args_is_help=True, pretty_exceptions_enable=False)
 
-Inventory = Annotated[Path, typer.Option("-i", "--inventory", metavar="PATH", help="Inventory file or folder.")]
+Inventory = Annotated[Path, typer.Option("-i", "--inventory", metavar="PATH", envvar="I2M_OPS_INVENTORY",
+                                         help="Inventory file or folder.")]
 Limit = Annotated[str | None, typer.Option("-l", "--limit", metavar="PATTERN", help="Only these hosts (an Ansible pattern).")]
 ExtraVars = Annotated[list[str] | None, typer.Option("-e", "--extra-vars", metavar="VARS",
                                                      help="KEY=VALUE, a JSON/YAML mapping or @FILE; repeatable.")]

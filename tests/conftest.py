@@ -8,6 +8,7 @@ import json
 import os
 import re
 import secrets
+import shutil
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,6 +46,9 @@ class Stack:
     project_dir: Path
     vars_dir: Path
     # Never in a repr: pytest prints fixtures' reprs in failure messages.
+    # The embedded default's inventory under a folder of this stack's own, so that the CLI's
+    # per-inventory lock is this stack's: test modules run side by side (pytest-xdist).
+    inventory: Path
     secrets: dict = field(repr=False)
     outputs: list = field(default_factory=list, repr=False)
     compose_files: list = field(default_factory=lambda: list(QUICK_COMPOSE_FILES))
@@ -52,7 +56,7 @@ class Stack:
     def vars_file(self, **overrides) -> Path:
         """An extra-vars file (mode 0600) naming this stack, with its secrets and any overrides."""
         data = {"i2m_compose_project": self.name, "i2m_project_dir": str(self.project_dir), "i2m_env_secrets": self.secrets,
-                "i2m_compose_files": self.compose_files}
+                "i2m_compose_files": self.compose_files, "i2m_repo_dir": str(REPO)}
         data.update(overrides)
         path = self.vars_dir / f"vars-{len(list(self.vars_dir.iterdir()))}.yml"
         path.touch(mode=0o600)
@@ -60,10 +64,10 @@ class Stack:
         return path
 
     def playbook(self, name: str, vars_file: Path | None = None, env: dict | None = None,
-                 inventory: str = "inventory/local") -> Run:
+                 inventory: Path | None = None) -> Run:
         """Runs a playbook for real against this stack (env: extra environment variables); fails
         the test if a canary leaks."""
-        command = [str(VENV_BIN / "ansible-playbook"), f"playbooks/{name}", "-i", inventory,
+        command = [str(VENV_BIN / "ansible-playbook"), f"playbooks/{name}", "-i", str(inventory or self.inventory),
                    "-e", f"@{vars_file or self.vars_file()}"]
         env = {**os.environ, "ANSIBLE_NOCOLOR": "1", "ANSIBLE_FORCE_COLOR": "0", **(env or {})}
         done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
@@ -128,12 +132,26 @@ def remove_stack_resources(name: str) -> None:
         client.images.remove(image.id, force=True)
 
 
+def local_inventory_copy(folder: Path) -> Path:
+    """inventory/local's hosts and group_vars under another folder (i2m_repo_dir must then be
+    given: it derives from the inventory's place)."""
+    folder.mkdir()
+    shutil.copy(REPO / "inventory" / "local" / "hosts.yml", folder / "hosts.yml")
+    (folder / "group_vars").symlink_to(REPO / "inventory" / "local" / "group_vars")
+    return folder
+
+
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
+    """A stand-in stack of the module's own; the CLI's default inventory (I2M_OPS_INVENTORY) is
+    its inventory copy while the module runs."""
     run_id = secrets.token_hex(4)
     name = f"i2mt-{run_id}"
     root = tmp_path_factory.mktemp(name)
     (root / "vars").mkdir(mode=0o700)
-    created = Stack(name=name, project_dir=root / "stack", vars_dir=root / "vars", secrets=canary_secrets(run_id))
-    yield created
+    created = Stack(name=name, project_dir=root / "stack", vars_dir=root / "vars", inventory=local_inventory_copy(root / "inventory"),
+                    secrets=canary_secrets(run_id))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("I2M_OPS_INVENTORY", str(created.inventory))
+        yield created
     remove_stack_resources(name)

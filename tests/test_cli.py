@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 from canary import canary_hits
-from conftest import REPO, VENV_BIN
+from conftest import REPO, VENV_BIN, local_inventory_copy
 from run_schema import assert_matches_schema
 from typer.testing import CliRunner
 
@@ -16,7 +16,6 @@ from i2m_ops.cli import app
 from i2m_ops.folding import EventFolder, StageResult
 from i2m_ops.lock import InventoryLock
 
-LOCAL_GROUP_VARS = REPO / "inventory" / "local" / "group_vars"
 
 
 @pytest.fixture(scope="module")
@@ -44,10 +43,8 @@ def i2m_ops(stack, outputs, *args, vars_file=None, artifacts=None, wait=True):
 
 def inventory_with(tmp_path, hosts: dict) -> Path:
     """An inventory of its own (its own lock), with the local group_vars and the given hosts."""
-    folder = tmp_path / "inventory"
-    folder.mkdir()
+    folder = local_inventory_copy(tmp_path / "inventory")
     (folder / "hosts.yml").write_text(yaml.safe_dump({"i2m_stack": {"hosts": hosts}}))
-    (folder / "group_vars").symlink_to(LOCAL_GROUP_VARS)
     return folder
 
 

@@ -169,7 +169,8 @@ def test_scheduled_drift_check_installs_runs_and_removes(deployed, tmp_path):
     cron_dir.mkdir()
     settings = {"drift_schedule_cron_dir": str(cron_dir), "drift_schedule_output": str(metrics),
                 "drift_schedule_lock": str(tmp_path / "drift.lock"), "drift_schedule_interval_minutes": 10,
-                "drift_schedule_manager": "cron", "drift_schedule_extra_args": ["-e", f"@{deployed.vars_file()}"]}
+                "drift_schedule_manager": "cron", "drift_schedule_extra_args": ["-e", f"@{deployed.vars_file()}"],
+                "drift_schedule_inventory": str(deployed.inventory)}
     installed = deployed.playbook("schedule.yml", deployed.vars_file(**settings))
     assert installed.returncode == 0, installed.output[-3000:]
     entry = (cron_dir / "i2m-ops-drift").read_text().splitlines()
