@@ -52,11 +52,13 @@ class Stack:
     secrets: dict = field(repr=False)
     outputs: list = field(default_factory=list, repr=False)
     compose_files: list = field(default_factory=lambda: list(QUICK_COMPOSE_FILES))
+    # More variables every vars_file carries (a module's own settings)
+    extra_vars: dict = field(default_factory=dict)
 
     def vars_file(self, **overrides) -> Path:
         """An extra-vars file (mode 0600) naming this stack, with its secrets and any overrides."""
         data = {"i2m_compose_project": self.name, "i2m_project_dir": str(self.project_dir), "i2m_env_secrets": self.secrets,
-                "i2m_compose_files": self.compose_files, "i2m_repo_dir": str(REPO)}
+                "i2m_compose_files": self.compose_files, "i2m_repo_dir": str(REPO), **self.extra_vars}
         data.update(overrides)
         path = self.vars_dir / f"vars-{len(list(self.vars_dir.iterdir()))}.yml"
         path.touch(mode=0o600)

@@ -8,6 +8,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from canary import canary_hits
 from conftest import REPO, VENV_BIN
 
@@ -164,6 +165,13 @@ def test_diagnosis_report_reads_like_the_seed_report(deployed):
         assert heading in markdown
 
 
+def metric_samples(text: str) -> dict:
+    """A textfile's samples as {(name, sorted label pairs): value}, read by prometheus_client's
+    own parser (label order and number format are the writer's to choose)."""
+    return {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
+            for family in text_string_to_metric_families(text) for sample in family.samples}
+
+
 def test_scheduled_drift_check_installs_runs_and_removes(deployed, tmp_path):
     cron_dir, metrics = tmp_path / "cron.d", tmp_path / "textfile" / "i2m_drift.prom"
     cron_dir.mkdir()
@@ -183,7 +191,8 @@ def test_scheduled_drift_check_installs_runs_and_removes(deployed, tmp_path):
     deployed.outputs.append(ran.stdout + ran.stderr)
     assert ran.returncode == 0, ran.stderr[-2000:]
     text = metrics.read_text()
-    assert "i2m_drift_exit_code 0" in text and 'i2m_drift_host_drifted{host="localhost"} 0' in text
+    samples = metric_samples(text)
+    assert samples[("i2m_drift_exit_code", ())] == 0 and samples[("i2m_drift_host_drifted", (("host", "localhost"),))] == 0
     assert [path.name for path in metrics.parent.iterdir()] == ["i2m_drift.prom"]
 
     removed = deployed.playbook("schedule.yml", deployed.vars_file(**settings, drift_schedule_state="absent"))
@@ -198,8 +207,9 @@ def test_prometheus_output_names_the_drifted_host(deployed, tmp_path):
     deployed.outputs.append(done.stdout + done.stderr)
     assert done.returncode == 2
     text = metrics.read_text()
-    assert 'i2m_drift_host_drifted{host="localhost"} 1' in text and "i2m_drift_exit_code 2" in text
-    assert 'i2m_drift_items{host="localhost",service="-",check="env file"} 1' in text
+    samples = metric_samples(text)
+    assert samples[("i2m_drift_host_drifted", (("host", "localhost"),))] == 1 and samples[("i2m_drift_exit_code", ())] == 2
+    assert samples[("i2m_drift_items", (("check", "env file"), ("host", "localhost"), ("service", "-")))] == 1
 
 
 def test_drift_remediate_fixes_only_the_drifted_hosts_without_asking_when_told(deployed, restore):

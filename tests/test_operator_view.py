@@ -7,6 +7,7 @@ One stand-in stack for the module: remediated in a terminal first, then checked 
 import json
 import os
 import re
+import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -22,6 +23,17 @@ FRAME = re.compile(r"(\d\d):(\d\d)  remediate \| (\S+) \| ([^\r\n\x1b]*)")
 FOLLOW_BUILD = "Follow compose's build progress, every 2 s, of "
 # Included in build-first only when their strategy is chosen: skipped, so never on screen.
 SKIPPED_IN_BUILD_FIRST = ["Remediate rolling", "Remediate in the diagnosis report's order"]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def slow_build(stack, tmp_path_factory):
+    """The stand-in with a backend build step that lasts 8 s, whatever the machine's load: the
+    terminal is read twice, 2 s apart, while the build runs."""
+    source = tmp_path_factory.mktemp("standin") / "standin"
+    shutil.copytree(REPO / "standin", source)
+    dockerfile = source / "backend" / "Dockerfile"
+    dockerfile.write_text(dockerfile.read_text().replace("WORKDIR /app\n", "WORKDIR /app\nRUN sleep 8\n", 1))
+    stack.extra_vars["i2m_standin_source"] = str(source)
 
 
 @pytest.fixture(scope="module")
