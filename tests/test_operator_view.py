@@ -59,8 +59,10 @@ def drain(child: pexpect.spawn) -> str:
 def test_remediate_in_a_terminal_shows_a_clock_that_moves_and_the_service_being_built(stack, artifacts):
     command = ["remediate", "--strategy", "build-first", "--services", "backend", "-e", f"@{stack.vars_file()}",
                "--artifacts-dir", str(artifacts)]
+    # COLUMNS and LINES (pytest-xdist sets 80x24) would override the terminal's own size in rich.
+    environment = {name: value for name, value in os.environ.items() if name not in ("COLUMNS", "LINES")}
     child = pexpect.spawn(str(VENV_BIN / "i2m-ops"), command, cwd=str(REPO), encoding="utf-8", timeout=900,
-                          dimensions=(30, 220), env={**os.environ, "TERM": "xterm-256color"})
+                          dimensions=(30, 220), env={**environment, "TERM": "xterm-256color"})
     screen = ""
     try:
         found = child.expect([re.compile(FRAME.pattern.replace(r"([^\r\n\x1b]*)", re.escape(FOLLOW_BUILD) + r"([\w, .-]+)")),
