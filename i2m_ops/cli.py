@@ -17,14 +17,13 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-import yaml
 from typer.core import TyperCommand, TyperGroup
 
 from i2m_ops import __version__, inputs, prometheus, report
 from i2m_ops.errors import CannotStart
 from i2m_ops.lock import InventoryLock
 from i2m_ops.progress import Progress
-from i2m_ops.redact import redact_text, redact_tree
+from i2m_ops.redact import redact_data, redact_tree
 from i2m_ops.runner import REPO, run_stage
 
 RUN_ID = re.compile(r"^\d{8}T\d{6}Z-[a-z]+-[0-9a-f]{4}$")
@@ -173,11 +172,8 @@ def execute(command_name: str, playbook: str, options: RunOptions, *, check: boo
             run_id = f"{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime(started))}-{command_name}-{secrets.token_hex(2)}"
             run_dir = options.artifacts_dir / run_id
             run_dir.mkdir(parents=True)
-            # Extra vars reach ansible-playbook in a 0600 file, never in its argument list.
-            vars_file = Path(vars_dir) / "extra-vars.yml"
-            vars_file.touch(mode=0o600)
-            vars_file.write_text(yaml.safe_dump(variables))
-            common = ["-e", f"@{vars_file}"] + (["--check"] if check else [])
+            common = inputs.extra_vars_arguments(options.extra_vars, Path(vars_dir), more_vars or {})
+            common += ["--check"] if check else []
             common += ["--vault-password-file", str(options.vault_password_file)] if options.vault_password_file else []
             common += ["-" + "v" * options.verbose] if options.verbose else []
             progress = None if options.as_json else Progress()
@@ -192,16 +188,11 @@ def execute(command_name: str, playbook: str, options: RunOptions, *, check: boo
     except CannotStart as error:
         typer.echo(f"i2m-ops {command_name}: cannot start: {error}", err=True)
         raise typer.Exit(3) from None
-    for stage in stages:
-        for task in stage.failed_tasks:
-            task["message"] = redact_text(task["message"], hidden)
-        stage.unreachable = {host: redact_text(message, hidden) for host, message in stage.unreachable.items()}
-        stage.error = redact_text(stage.error, hidden)
     code = report.exit_code(stages)
     meta = {"run_id": run_id, "command": command_name, "inventory": str(options.inventory), "limit": options.limit,
             "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)), "started_epoch": int(started),
             "duration_s": round(time.time() - started, 2), "artifacts": str(run_dir)}
-    document = report.run_document(meta, stages, code)
+    document = redact_data(report.run_document(meta, stages, code), hidden)
     report.write(run_dir, document)
     redact_tree(run_dir, hidden)
     _rotate(options.artifacts_dir, options.keep_runs)

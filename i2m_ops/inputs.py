@@ -9,40 +9,84 @@ import sys
 from pathlib import Path
 
 import yaml
+from ansible.errors import AnsibleError
+from ansible.parsing.vault import VaultLib, VaultSecret
 
 from i2m_ops.errors import CannotStart
 from i2m_ops.runner import REPO
 
 STACK_GROUP = "i2m_stack"
+JINJA_MARKERS = re.compile(r"\{[{%#]")
 SECRET_NAME = re.compile(r"(^vault_|pass|secret|token|_key$|^key$|api_key)", re.IGNORECASE)
 
 
+class UnsafeText(str):
+    """A value marked `!unsafe`: Ansible never templates it."""
+
+
+class VaultedText(str):
+    """A value marked `!vault`: the vault's ciphertext (Ansible does not template what it decrypts)."""
+
+
+class _ExtraVarsLoader(yaml.SafeLoader):
+    """YAML with the two scalar tags ansible-playbook adds to it, `!unsafe` and `!vault`."""
+
+
+_ExtraVarsLoader.add_constructor("!unsafe", lambda loader, node: UnsafeText(loader.construct_scalar(node)))
+_ExtraVarsLoader.add_constructor("!vault", lambda loader, node: VaultedText(loader.construct_scalar(node)))
+
+
 def parse_extra_vars(items: list) -> dict:
-    """-e values as ansible-playbook takes them: KEY=VALUE pairs, a JSON/YAML mapping or @FILE."""
+    """-e values as ansible-playbook takes them: KEY=VALUE pairs, a JSON/YAML mapping or @FILE.
+
+    Returns the merged mapping (later items win), `!unsafe` values as UnsafeText and `!vault`
+    values as VaultedText. Raises CannotStart naming the item that cannot be read.
+    """
     merged = {}
     for number, item in enumerate(items, start=1):
-        label = f"-e number {number}"
-        if item.startswith("@"):
-            path = Path(item[1:])
-            if not path.is_file():
-                raise CannotStart(f"{label}: file {path} not found")
-            data = _yaml_mapping(path.read_text(), f"{label} ({path})")
-        elif item.lstrip().startswith("{"):
-            data = _yaml_mapping(item, label)
-        else:
-            data = {}
-            for pair in shlex.split(item):
-                key, sep, value = pair.partition("=")
-                if not sep or not key.isidentifier():
-                    raise CannotStart(f"{label} is not KEY=VALUE, a JSON/YAML mapping or @FILE")
-                data[key] = value
-        merged.update(data)
+        merged.update(_extra_vars_item(item, f"-e number {number}"))
     return merged
+
+
+def extra_vars_arguments(items: list, folder: Path, more_vars: dict) -> list:
+    """ansible-playbook's -e arguments for the CLI's -e items, in their order, then more_vars.
+
+    An @FILE goes through as it is (its `!unsafe` and `!vault` tags reach Ansible intact); other
+    items and more_vars are written to 0600 files in folder, so that no value is ever in a
+    process's argument list.
+    """
+    arguments = []
+    for number, item in enumerate([*items, more_vars], start=1):
+        if isinstance(item, str) and item.startswith("@"):
+            arguments += ["-e", f"@{Path(item[1:]).resolve()}"]
+            continue
+        path = folder / f"extra-vars-{number}.yml"
+        path.touch(mode=0o600)
+        path.write_text(yaml.safe_dump(item if isinstance(item, dict) else _extra_vars_item(item, f"-e number {number}")))
+        arguments += ["-e", f"@{path}"]
+    return arguments
+
+
+def _extra_vars_item(item: str, label: str) -> dict:
+    if item.startswith("@"):
+        path = Path(item[1:])
+        if not path.is_file():
+            raise CannotStart(f"{label}: file {path} not found")
+        return _yaml_mapping(path.read_text(), f"{label} ({path})")
+    if item.lstrip().startswith("{"):
+        return _yaml_mapping(item, label)
+    data = {}
+    for pair in shlex.split(item):
+        key, sep, value = pair.partition("=")
+        if not sep or not key.isidentifier():
+            raise CannotStart(f"{label} is not KEY=VALUE, a JSON/YAML mapping or @FILE")
+        data[key] = value
+    return data
 
 
 def _yaml_mapping(text: str, label: str) -> dict:
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_ExtraVarsLoader)  # a SafeLoader, with two string tags added
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""
@@ -86,21 +130,52 @@ def _group_hosts(data: dict, group: str) -> list:
 
 
 def secret_values(inventory_data: dict, extra_vars: dict, vault_password_file: Path | None) -> set:
-    """Values to redact from everything the CLI writes: secret-looking variables, the vault's."""
-    found = set()
+    """Values to redact from everything the CLI writes: the values of secret-looking variables
+    (whatever characters they hold), every `!vault` value decrypted, the vault password.
 
-    def collect(node, secret_context=False):
-        if isinstance(node, dict):
-            for key, value in node.items():
-                collect(value, secret_context or bool(SECRET_NAME.search(str(key))) or key == "i2m_env_secrets")
-        elif isinstance(node, list):
-            for value in node:
-                collect(value, secret_context)
-        elif secret_context and isinstance(node, str) and len(node) >= 4 and "{{" not in node:
-            found.add(node)
+    inventory_data is ansible-inventory's --list document; extra_vars is parse_extra_vars's result.
+    Raises CannotStart, naming the variable, for a `vault_*` value holding Jinja markers without
+    `!unsafe` (Ansible would evaluate it: `abc-{{ 6*7 }}-def` becomes `abc-42-def`) and for a
+    `!vault` value that the password file does not decrypt.
+    """
+    password = vault_password_file.read_text().strip() if vault_password_file else None
+    leaves = [(name, f"inventory, host {host}", value)
+              for host, hostvars in inventory_data.get("_meta", {}).get("hostvars", {}).items()
+              for name, value in _secret_leaves(hostvars)]
+    leaves += [(name, "-e", value) for name, value in _secret_leaves(extra_vars)]
+    found = {password} if password else set()
+    for name, where, value in leaves:
+        if isinstance(value, VaultedText):
+            found.add(_decrypt(value, password, f"{name} ({where})"))
+        elif isinstance(value, UnsafeText) or not JINJA_MARKERS.search(value):
+            found.add(value)
+        elif name.startswith("vault_"):
+            raise CannotStart(f"variable {name} ({where}) holds Jinja markers ({{{{, {{% or {{#}}) that Ansible would evaluate: "
+                              f"mark the value !unsafe (see the README) or remove them")
+    return {value for value in found if len(value) >= 4}
 
-    collect(inventory_data.get("_meta", {}).get("hostvars", {}))
-    collect(extra_vars)
-    if vault_password_file:
-        found.add(vault_password_file.read_text().strip())
-    return {value for value in found if value}
+
+def _secret_leaves(node, name: str = "", secret: bool = False):
+    """(variable name, value) for each string under a secret-looking name, and each `!vault`
+    value wherever it is. Reads ansible-inventory's JSON forms of the tags as well."""
+    if isinstance(node, dict) and len(node) == 1 and set(node) <= {"__ansible_unsafe", "__ansible_vault"}:
+        node = (UnsafeText if "__ansible_unsafe" in node else VaultedText)(next(iter(node.values())))
+    if isinstance(node, dict):
+        for key, value in node.items():
+            inside = secret or bool(SECRET_NAME.search(str(key))) or key == "i2m_env_secrets"
+            yield from _secret_leaves(value, f"{name}.{key}" if name else str(key), inside)
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            yield from _secret_leaves(value, f"{name}[{index}]", secret)
+    elif isinstance(node, VaultedText) or (secret and isinstance(node, str)):
+        yield name, node
+
+
+def _decrypt(ciphertext: str, password: str | None, label: str) -> str:
+    if password is None:
+        raise CannotStart(f"variable {label} is a !vault value: pass --vault-password-file")
+    try:
+        return VaultLib([("default", VaultSecret(password.encode()))]).decrypt(ciphertext.strip()).decode()
+    except AnsibleError:
+        raise CannotStart(f"variable {label} is a !vault value that --vault-password-file does not decrypt: "
+                          f"check the password file, or re-encrypt the value with ansible-vault encrypt_string") from None

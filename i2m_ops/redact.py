@@ -19,10 +19,20 @@ def _forms(value: str) -> set:
 
 
 def redact_text(text: str, secrets: set) -> str:
+    """text with every form of every secret value replaced by MARK, longest first."""
     forms = sorted({form for value in secrets for form in _forms(value)}, key=len, reverse=True)
     for form in forms:
         text = text.replace(form, MARK)
     return text
+
+
+def redact_data(node, secrets: set):
+    """node (JSON-like: dicts, lists, strings, other scalars) with every string redacted."""
+    if isinstance(node, dict):
+        return {key: redact_data(value, secrets) for key, value in node.items()}
+    if isinstance(node, list):
+        return [redact_data(value, secrets) for value in node]
+    return redact_text(node, secrets) if isinstance(node, str) else node
 
 
 def redact_tree(folder: Path, secrets: set) -> None:
