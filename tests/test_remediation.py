@@ -73,6 +73,18 @@ def test_deploy_twice_second_run_changes_nothing(stack):
     assert second.recap_counts()["changed"] == 0
 
 
+def test_the_shell_environment_never_beats_the_env_file(stack):
+    # compose prefers its process environment to --env-file, and the local connection hands the
+    # controller's environment down: a deploy from a shell holding other values changes nothing.
+    rate_limit = yaml.safe_load((REPO / "inventory/local/group_vars/all/env.yml").read_text())["i2m_env"]["RATE_LIMIT_PER_MINUTE"]
+    run = stack.playbook("deploy.yml", env={"RATE_LIMIT_PER_MINUTE": "5", "API_KEY": "i2m-from-the-shell"})
+    assert run.returncode == 0, run.output[-3000:]
+    assert run.recap_counts()["changed"] == 0
+    backend = container_env(stack.container("backend"))
+    assert backend["RATE_LIMIT_PER_MINUTE"] == rate_limit
+    assert fingerprint(backend["API_KEY"]) == fingerprint(stack.secrets["API_KEY"])
+
+
 @pytest.mark.parametrize("service, key", [("backend", "API_KEY"), ("backend", "ADMIN_API_KEY"), ("frontend", "API_KEY"),
                                           ("postgres", "POSTGRES_PASSWORD"), ("worker", "DATABASE_URL")])
 def test_secret_with_special_characters_reaches_container_byte_for_byte(stack, service, key):
