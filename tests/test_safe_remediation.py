@@ -138,6 +138,20 @@ def test_host_without_compose_v2_and_v1_refused_stops_in_preflight(stack, health
     assert stack.container("backend").id == before
 
 
+@pytest.mark.parametrize("source", ["controller", "host"])
+def test_a_missing_compose_file_stops_in_preflight_before_any_change(stack, healthy, source):
+    # controller: the embedded default's case, where the run itself copies the stand-in's files.
+    before = stack.container("backend").id
+    env_file = stack.project_dir / ".env.production"
+    env_file_mtime = env_file.stat().st_mtime_ns
+    files = [*stack.compose_files, "docker-compose.override-typo.yml"]
+    run = stack.playbook("remediate.yml", stack.vars_file(i2m_compose_files=files, preflight_compose_files_source=source))
+    assert run.returncode != 0
+    assert "docker-compose.override-typo.yml not found in" in run.output and "check i2m_compose_files" in run.output, run.output[-3000:]
+    assert "Take the stack's lock" not in run.output
+    assert stack.container("backend").id == before and env_file.stat().st_mtime_ns == env_file_mtime
+
+
 @pytest.mark.skipif(shutil.which("docker-compose") is None, reason="docker-compose v1 is not installed on this host")
 def test_rolling_on_a_host_with_only_compose_v1_is_refused_before_changing_anything(stack, healthy, without_compose_v2):
     before = stack.container("backend").id
