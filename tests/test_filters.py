@@ -1,6 +1,6 @@
 """The roles' filters on inputs shaped like `docker inspect`, `docker image inspect` and
 `compose config --format json` output: every way a compose file names an image, and every kind
-of environment entry production's compose file has. Pure functions: no engine needed."""
+of environment entry production's compose file has, every form of compose's interpolation. Pure functions: no engine needed."""
 
 import sys
 
@@ -9,6 +9,9 @@ from conftest import REPO
 
 sys.path.insert(0, str(REPO / "roles/drift/filter_plugins"))
 sys.path.insert(0, str(REPO / "roles/verify/filter_plugins"))
+sys.path.insert(0, str(REPO / "roles/preflight/filter_plugins"))
+from compose_interpolation import (compose_interpolations, compose_unsafe_command_secrets,  # noqa: E402
+                                   compose_unset_variables)
 from drift import drift_image_items, drift_image_reference  # noqa: E402  (roles' filters, not a package)
 from verify import verify_env_checks  # noqa: E402
 
@@ -77,3 +80,44 @@ def test_narrowing_keeps_only_the_keys_named_and_flags_a_key_the_service_does_no
     checks = verify_env_checks(containers, COMPOSE_CONFIG, {"backend": ["API_KEY", "ADMIN_API_KEY"]})
     assert states(checks) == {("backend", "API_KEY"): "match", ("backend", "ADMIN_API_KEY"): "not in the compose files",
                               ("worker", "CELERY_BROKER_URL"): "no container"}
+
+
+# `compose config --no-interpolate` output, parsed: every form of compose's interpolation.
+MODEL = {
+    "services": {
+        "redis": {"command": ["sh", "-c", "echo 'requirepass ${REDIS_PASSWORD}' > /etc/r.conf"],
+                  "healthcheck": {"test": ["CMD", "redis-cli", "-a", "$REDIS_PASSWORD", "ping"]}},
+        "backend": {"environment": {"A": "${PLAIN}", "B": "$BARE-suffix", "C": "${DEFAULTED:-x}", "D": "${DASH-x}",
+                                    "E": "${REQUIRED:?set it}", "F": "${ALTERNATE:+on}", "G": "$${ESCAPED} and $$LITERAL",
+                                    "H": "${EMPTY_DEFAULT:-}"},
+                    "ports": ["127.0.0.1:${PORT:-}:80"]},
+        "flower": {"command": "flower --basic_auth=${FLOWER_BASIC_AUTH}", "environment": ["KEY=${API_KEY}"]},
+    },
+    "networks": {"front": {"name": "${COMPOSE_PROJECT_NAME}-front"}},
+}
+
+
+def test_every_interpolation_form_is_read_with_compose_rules():
+    found = {(item["variable"], item["service"], item["field"], item["needs_value"]) for item in compose_interpolations(MODEL)}
+    assert found == {
+        ("REDIS_PASSWORD", "redis", "command", True), ("REDIS_PASSWORD", "redis", "healthcheck", True),
+        ("PLAIN", "backend", "environment", True), ("BARE", "backend", "environment", True),
+        ("DEFAULTED", "backend", "environment", False), ("DASH", "backend", "environment", False),
+        ("REQUIRED", "backend", "environment", True), ("ALTERNATE", "backend", "environment", False),
+        ("EMPTY_DEFAULT", "backend", "environment", False), ("PORT", "backend", "ports", False),
+        ("FLOWER_BASIC_AUTH", "flower", "command", True), ("API_KEY", "flower", "environment", True),
+        ("COMPOSE_PROJECT_NAME", "", "networks", True),
+    }
+
+
+def test_variables_without_a_default_that_the_env_file_does_not_set_are_named_with_their_places():
+    env_keys = {"REDIS_PASSWORD", "PLAIN", "FLOWER_BASIC_AUTH", "API_KEY", "COMPOSE_PROJECT_NAME"}
+    assert compose_unset_variables(compose_interpolations(MODEL), env_keys) == [
+        "BARE (backend: environment)", "REQUIRED (backend: environment)"]
+
+
+@pytest.mark.parametrize("value", ["pass word", "it's", 'say"', "a$b", "back\\slash", "tick`", "tab\tx"])
+def test_a_secret_that_breaks_a_shell_word_is_named_with_the_commands_it_is_pasted_into(value):
+    secrets = {"REDIS_PASSWORD": value, "FLOWER_BASIC_AUTH": "admin:plain-1.2@x", "API_KEY": value}
+    assert compose_unsafe_command_secrets(compose_interpolations(MODEL), secrets) == [
+        "redis: command uses REDIS_PASSWORD", "redis: healthcheck uses REDIS_PASSWORD"]

@@ -9,6 +9,7 @@ import sys
 import time
 
 import pytest
+import yaml
 from canary import canary_hits
 from conftest import QUICK_COMPOSE_FILES, REPO
 from prober import Prober
@@ -138,16 +139,31 @@ def test_host_without_compose_v2_and_v1_refused_stops_in_preflight(stack, health
     assert stack.container("backend").id == before
 
 
-@pytest.mark.parametrize("source", ["controller", "host"])
-def test_a_missing_compose_file_stops_in_preflight_before_any_change(stack, healthy, source):
+def inventory_env_without(*keys) -> dict:
+    env = yaml.safe_load((REPO / "inventory/local/group_vars/all/env.yml").read_text())["i2m_env"]
+    return {key: value for key, value in env.items() if key not in keys}
+
+
+# Each input is wrong in a way that compose would take without a word, or find only after changes.
+@pytest.mark.parametrize("overrides, phrases", [
     # controller: the embedded default's case, where the run itself copies the stand-in's files.
+    (lambda stack: {"preflight_compose_files_source": "controller", "i2m_compose_files": [*stack.compose_files, "docker-compose.typo.yml"]},
+     ["docker-compose.typo.yml not found in", "check i2m_compose_files"]),
+    (lambda stack: {"preflight_compose_files_source": "host", "i2m_compose_files": [*stack.compose_files, "docker-compose.typo.yml"]},
+     ["docker-compose.typo.yml not found in", "check i2m_compose_files"]),
+    (lambda stack: {"i2m_env": inventory_env_without("RATE_LIMIT_PER_MINUTE", "BACKEND_CORS_ORIGINS")},
+     ["The compose files use BACKEND_CORS_ORIGINS (backend: environment); RATE_LIMIT_PER_MINUTE (backend: environment) with no default"]),
+    (lambda stack: {"i2m_env_secrets": {**stack.secrets, "REDIS_PASSWORD": stack.secrets["REDIS_PASSWORD"] + " x'y"}},
+     ["redis: command uses REDIS_PASSWORD; redis: healthcheck uses REDIS_PASSWORD: compose pastes the value into the command line"]),
+], ids=["compose-file-missing-from-standin-source", "compose-file-missing-on-host", "variables-set-nowhere", "secret-breaking-a-command"])
+def test_an_input_compose_would_misread_stops_in_preflight_before_any_change(stack, healthy, overrides, phrases):
     before = stack.container("backend").id
     env_file = stack.project_dir / ".env.production"
     env_file_mtime = env_file.stat().st_mtime_ns
-    files = [*stack.compose_files, "docker-compose.override-typo.yml"]
-    run = stack.playbook("remediate.yml", stack.vars_file(i2m_compose_files=files, preflight_compose_files_source=source))
+    run = stack.playbook("remediate.yml", stack.vars_file(**overrides(stack)))
     assert run.returncode != 0
-    assert "docker-compose.override-typo.yml not found in" in run.output and "check i2m_compose_files" in run.output, run.output[-3000:]
+    for phrase in phrases:
+        assert phrase in run.output, run.output[-3000:]
     assert "Take the stack's lock" not in run.output
     assert stack.container("backend").id == before and env_file.stat().st_mtime_ns == env_file_mtime
 

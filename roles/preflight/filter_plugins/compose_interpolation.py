@@ -1,0 +1,75 @@
+"""Filters of the preflight role: the variables a compose model interpolates, and the inputs
+that would make compose interpolate them wrongly.
+
+The model is `compose config --no-interpolate`'s output, parsed. Compose's interpolation rules
+(https://docs.docker.com/reference/compose-file/interpolation/): `$VAR` and `${VAR}` take the
+variable as it is (empty when unset, with only a warning); `${VAR:-default}` and
+`${VAR-default}` give a default; `${VAR:?error}` and `${VAR?error}` stop compose when it is unset;
+`${VAR:+alt}` and `${VAR+alt}` stand for nothing when it is unset; `$$` is a literal `$`.
+Problems name services and keys, never a value.
+"""
+
+import re
+
+REFERENCE = re.compile(r"\$\$|\$\{(?P<braced>[A-Za-z_][A-Za-z0-9_]*)(?P<modifier>:?[-?+])?|\$(?P<plain>[A-Za-z_][A-Za-z0-9_]*)")
+# Fields whose interpolated text ends up in a command line that a shell or compose splits.
+COMMAND_FIELDS = ("command", "entrypoint", "healthcheck")
+# Characters that break a shell word or a compose command string unless quoted for it.
+SHELL_BREAKING = re.compile(r"[\s'\"$\\`]")
+
+
+def compose_interpolations(model):
+    """Every interpolation in a compose model: dicts with variable, service ('' outside
+    services), field (the service's key, or the top-level key) and needs_value (true for `$VAR`,
+    `${VAR}` and the `?` forms: compose has no default for them)."""
+    found = []
+    for section, body in (model or {}).items():
+        places = body.items() if section == "services" and isinstance(body, dict) else [("", {section: body})]
+        for service, definition in places:
+            for field, value in (definition or {}).items():
+                for variable, modifier in _references(value):
+                    found.append({"variable": variable, "service": service, "field": field,
+                                  "needs_value": modifier in ("", "?", ":?")})
+    return found
+
+
+def _references(node):
+    if isinstance(node, dict):
+        for key, value in node.items():
+            yield from _references(key)
+            yield from _references(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _references(value)
+    elif isinstance(node, str):
+        for match in REFERENCE.finditer(node):
+            if match.group(0) != "$$":
+                yield match["braced"] or match["plain"], match["modifier"] or ""
+
+
+def compose_unset_variables(interpolations, env_keys):
+    """Variables that the compose files need a value for and that the env file does not set:
+    a sorted list of 'VAR (service: field, ...)' lines."""
+    places = {}
+    for found in interpolations:
+        if found["needs_value"] and found["variable"] not in env_keys:
+            places.setdefault(found["variable"], set()).add(f"{found['service'] or 'top level'}: {found['field']}")
+    return [f"{variable} ({', '.join(sorted(where))})" for variable, where in sorted(places.items())]
+
+
+def compose_unsafe_command_secrets(interpolations, secrets):
+    """Secrets interpolated into a command, entrypoint or healthcheck whose value holds a
+    character that breaks a shell word (space, quote, $, backslash, backquote): a sorted list of
+    'service: field uses KEY' lines."""
+    return sorted({f"{found['service']}: {found['field']} uses {found['variable']}" for found in interpolations
+                   if found["field"] in COMMAND_FIELDS and found["variable"] in secrets
+                   and SHELL_BREAKING.search(str(secrets[found["variable"]]))})
+
+
+class FilterModule:
+    def filters(self):
+        return {
+            "compose_interpolations": compose_interpolations,
+            "compose_unset_variables": compose_unset_variables,
+            "compose_unsafe_command_secrets": compose_unsafe_command_secrets,
+        }
