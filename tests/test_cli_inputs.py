@@ -1,8 +1,9 @@
-"""The CLI's inputs with Ansible's own YAML tags and with secrets holding Jinja markers: the real
-console script, real ansible-inventory, ansible-vault and ansible-playbook (the audit playbook,
-which only reads a file on the host); no stack is needed."""
+"""Inputs that Ansible or YAML would silently change: Ansible's own YAML tags, secrets holding
+Jinja markers, numbers typed in YAML. The real console script, ansible-inventory, ansible-vault
+and ansible-playbook (the audit and preflight playbooks, which change nothing); no stack is needed."""
 
 import json
+import os
 import subprocess
 
 import yaml
@@ -77,3 +78,18 @@ def test_a_vault_value_the_password_does_not_decrypt_is_refused_by_name(tmp_path
                      password_file)
     assert done.returncode == 3, done.stderr[-2000:]
     assert "variable vault_probe_password (-e) is a !vault value that --vault-password-file does not decrypt" in done.stderr
+
+
+def test_env_values_yaml_would_rewrite_are_refused_by_name_and_plain_integers_pass(tmp_path):
+    env = yaml.safe_load((REPO / "inventory/local/group_vars/all/env.yml").read_text())["i2m_env"]
+    typed = {"PIN": "0123", "VERSION": "1.10", "WINDOW": "1:30", "BIG": "1_000", "WORKERS": "4", "PORT": "8000"}
+    vars_file = tmp_path / "vars.yml"
+    vars_file.write_text(f"i2m_repo_dir: {REPO}\ni2m_env:\n" + "".join(f"  {key}: {json.dumps(value)}\n" for key, value in env.items())
+                         + "".join(f"  {key}: {text}  # typed unquoted\n" for key, text in typed.items()))
+    inventory = local_inventory_copy(tmp_path / "inventory")
+    done = subprocess.run([str(VENV_BIN / "ansible-playbook"), "playbooks/preflight.yml", "-i", str(inventory), "-e", f"@{vars_file}"],
+                          cwd=REPO, capture_output=True, text=True, timeout=300, env={**os.environ, "ANSIBLE_NOCOLOR": "1"})
+    assert done.returncode != 0
+    refused = {key for key in typed if f"{key} is not read back as it was typed" in done.stdout
+               or f"{key} must be a string or an integer, not float" in done.stdout}
+    assert refused == {"PIN", "VERSION", "WINDOW", "BIG"}, done.stdout[-3000:]

@@ -65,8 +65,9 @@ def test_compose_v1_reads_back_every_value_it_can_carry(tmp_path):
 
 @pytest.mark.parametrize("values, required, expected", [
     ({"A": None}, [], "A is null"),
-    ({"A": True}, [], "A must be a string or a number, not bool"),
-    ({"A": ["x"]}, [], "A must be a string or a number, not list"),
+    ({"A": True}, [], "A must be a string or an integer, not bool"),
+    ({"A": 1.1}, [], "A must be a string or an integer, not float"),
+    ({"A": ["x"]}, [], "A must be a string or an integer, not list"),
     ({"A": "one\ntwo"}, [], "A holds a line break"),
     ({"A": "   "}, ["A"], "A is required but empty"),
     ({}, ["A"], "A is required but not set"),

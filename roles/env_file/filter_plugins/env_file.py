@@ -4,6 +4,12 @@ Problems are reported by key name only: no function here returns a value it was 
 """
 
 import re
+from pathlib import Path
+
+try:  # ansible-core 2.19+ records where each value was read (file, line, column)
+    from ansible._internal._datatag._tags import Origin
+except ImportError:
+    Origin = None
 
 KEY_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 DIALECTS = ("compose_v2", "compose_v1")
@@ -49,8 +55,11 @@ def _value_problems(key, value, required, entries, dialect):
         return [f"{key!r} is not a valid variable name (letters, digits and _; not starting with a digit)"]
     if value is None:
         return [f"{key} is null: give it a value, or '' to leave it empty"]
-    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
-        return [f"{key} must be a string or a number, not {type(value).__name__}: quote it in YAML"]
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        kind = next((kind.__name__ for kind in (bool, float, list, dict) if isinstance(value, kind)), type(value).__name__)
+        return [f"{key} must be a string or an integer, not {kind}: quote it in YAML"]
+    if isinstance(value, int) and _typed_text(value) not in (None, str(value)):
+        return [f"{key} is not read back as it was typed (YAML reads leading zeros as octal, 1:30 as 90, 1_000 as 1000): quote it"]
     text = str(value)
     if required and not text.strip():
         return [f"{key} is required but empty: set a value in the inventory (secrets: the vault)"]
@@ -64,6 +73,20 @@ def _value_problems(key, value, required, entries, dialect):
     if dialect == "compose_v1" and text.endswith("\\"):
         return [f"{key} ends with a backslash, which docker-compose v1 cannot read back: install the compose v2 plugin"]
     return []
+
+
+def _typed_text(value):
+    """The text a YAML scalar was typed as, read back from its origin (file, line, column) where
+    Ansible recorded one; None where it did not (a value from another source, ansible-core < 2.19)."""
+    origin = Origin.get_tag(value) if Origin else None
+    if origin is None or not (origin.path and origin.line_num and origin.col_num):
+        return None
+    try:
+        line = Path(origin.path).read_text().splitlines()[origin.line_num - 1]
+    except (OSError, UnicodeDecodeError, IndexError):
+        return None
+    # A plain scalar ends at a flow delimiter, a comment or the end of the line.
+    return re.split(r"[,\]}]|\s#", line[origin.col_num - 1:])[0].strip()
 
 
 def env_file_redact(text, secrets):
