@@ -13,7 +13,7 @@ sys.path.insert(0, str(REPO / "roles/preflight/filter_plugins"))
 from compose_interpolation import (compose_interpolations, compose_unsafe_command_secrets,  # noqa: E402
                                    compose_unset_variables)
 from drift import drift_image_items, drift_image_reference  # noqa: E402  (roles' filters, not a package)
-from verify import verify_env_checks  # noqa: E402
+from verify import verify_env_checks, verify_service_checks  # noqa: E402
 
 
 @pytest.mark.parametrize("name, reference", [
@@ -121,3 +121,12 @@ def test_a_secret_that_breaks_a_shell_word_is_named_with_the_commands_it_is_past
     secrets = {"REDIS_PASSWORD": value, "FLOWER_BASIC_AUTH": "admin:plain-1.2@x", "API_KEY": value}
     assert compose_unsafe_command_secrets(compose_interpolations(MODEL), secrets) == [
         "redis: command uses REDIS_PASSWORD", "redis: healthcheck uses REDIS_PASSWORD"]
+
+
+def test_an_orphan_is_a_container_compose_made_for_a_service_no_longer_in_its_files():
+    def running(name, config_hash):
+        return {"name": name, "status": "running", "health": "none", "config_hash": config_hash}
+    containers = {"worker": running("p-worker-1", "ab"), "worker-old": running("p-worker-old-1", "cd"), "by-hand": running("p-by-hand", "")}
+    assert [(check["service"], check["item"], check["ok"]) for check in verify_service_checks(containers, ["worker"])] == [
+        ("worker-old", "orphan", False), ("worker", "running", True)]
+    assert [check["item"] for check in verify_service_checks(containers, [])] == []  # compose config failed

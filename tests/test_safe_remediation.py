@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 
+import docker
 import pytest
 import yaml
 from canary import canary_hits
@@ -166,6 +167,23 @@ def test_an_input_compose_would_misread_stops_in_preflight_before_any_change(sta
         assert phrase in run.output, run.output[-3000:]
     assert "Take the stack's lock" not in run.output
     assert stack.container("backend").id == before and env_file.stat().st_mtime_ns == env_file_mtime
+
+
+def test_an_orphan_container_is_drift_and_remediation_removes_it_by_name(stack, healthy):
+    # A worker renamed in the compose file leaves its old container running, with the labels
+    # compose gave it (compose counts as its own only containers with a config hash).
+    labels = {"com.docker.compose.project": stack.name, "com.docker.compose.service": "worker-old",
+              "com.docker.compose.oneoff": "False", "com.docker.compose.config-hash": "0" * 64}
+    orphan = docker.from_env().containers.run("i2m-base:trixie", ["sleep", "600"], detach=True, name=f"{stack.name}-worker-old",
+                                              labels=labels)
+    code, document = stack.cli("drift")
+    assert code == 2
+    assert [(item["service"], item["ok"]) for item in document["drift"]["localhost"] if item["item"] == "orphan"] == [("worker-old", False)]
+    run = stack.playbook("remediate.yml")
+    assert run.returncode == 0, run.output[-3000:]
+    said = " ".join(run.output.split())  # Ansible's output folds long messages
+    assert f"removed orphan containers (their services are no longer in the compose files): {orphan.name}" in said, run.output[-3000:]
+    assert not docker.from_env().containers.list(all=True, filters={"name": orphan.name})
 
 
 @pytest.mark.skipif(shutil.which("docker-compose") is None, reason="docker-compose v1 is not installed on this host")

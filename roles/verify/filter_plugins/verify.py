@@ -40,8 +40,14 @@ def verify_containers(inspected):
 
 
 def verify_service_checks(containers, services):
-    """One check per service: its container runs and, where it has a healthcheck, is healthy."""
-    checks = []
+    """One check per service: its container runs and, where it has a healthcheck, is healthy;
+    and one failing check per orphan, as compose defines one: a container that compose made
+    (it carries a config hash) for the project, whose service is not among services
+    (https://docs.docker.com/reference/cli/docker/compose/up/, --remove-orphans). services is
+    empty when compose config failed: then no orphan is told."""
+    checks = [{"service": service, "check": "container", "item": "orphan",
+               "state": f"{containers[service]['name']} runs, but its service is no longer in the compose files", "ok": False}
+              for service in sorted(set(containers) - set(services)) if services and containers[service]["config_hash"]]
     for service in services:
         container = containers.get(service)
         if container is None:
