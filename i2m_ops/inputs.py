@@ -9,6 +9,10 @@ import sys
 from pathlib import Path
 
 import yaml
+from ansible import constants as C
+from ansible.errors import AnsibleError
+from ansible.parsing.dataloader import DataLoader
+from ansible.parsing.vault import VaultLib, get_file_vault_secret, is_encrypted_file
 
 from i2m_ops.errors import CannotStart
 from i2m_ops.runner import REPO
@@ -68,14 +72,46 @@ def load_inventory(inventory: Path, vault_password_file: Path | None) -> dict:
     done = subprocess.run(command, capture_output=True, text=True, cwd=REPO, env=env)
     problems = [line for line in done.stderr.splitlines() if "ERROR" in line or "Unable to parse" in line]
     if done.returncode != 0:
-        hint = " (a vaulted file: pass --vault-password-file)" if "vault" in done.stderr.lower() else ""
-        raise CannotStart(f"inventory {inventory} could not be read{hint}: {(problems or ['see ansible-inventory'])[0].strip()}")
+        if "vault" in done.stderr.lower():
+            _raise_for_vaulted_files(inventory, vault_password_file)
+        raise CannotStart(f"inventory {inventory} could not be read: {(problems or ['see ansible-inventory'])[0].strip()}")
     data = json.loads(done.stdout)
     if not _group_hosts(data, STACK_GROUP):
         reason = f" ({problems[0].strip()})" if problems else ""
         raise CannotStart(f"inventory {inventory} has no host in the group {STACK_GROUP}{reason}: "
                           f"put the stack's hosts under it (see inventory/production.example)")
     return data
+
+
+def _raise_for_vaulted_files(inventory: Path, vault_password_file: Path | None) -> None:
+    """Names the first vaulted file of the inventory that does not decrypt, and why.
+
+    Ansible's own message ("Decryption failed") names no file. Raises CannotStart naming the
+    file when one does not decrypt with the password file (or none was given); returns when
+    every whole-file vault decrypts (the caller then reports Ansible's message).
+    """
+    files = sorted(path for path in ([inventory] if inventory.is_file() else inventory.rglob("*")) if path.is_file())
+    vaulted = [path for path in files if _is_vaulted(path)]
+    if vaulted and vault_password_file is None:
+        raise CannotStart(f"inventory {inventory}: {vaulted[0]} is vaulted and no --vault-password-file was given: "
+                          "pass the file holding its vault password")
+    if not vaulted:
+        return
+    secret = get_file_vault_secret(filename=str(vault_password_file), loader=DataLoader())
+    secret.load()
+    vault = VaultLib([(C.DEFAULT_VAULT_IDENTITY, secret)])
+    for path in vaulted:
+        try:
+            vault.decrypt(path.read_bytes())
+        except AnsibleError:
+            raise CannotStart(f"inventory {inventory}: {path} did not decrypt with the password in --vault-password-file "
+                              f"{vault_password_file} (a wrong password, or the file was encrypted with another one): "
+                              "pass the password it was encrypted with") from None
+
+
+def _is_vaulted(path: Path) -> bool:
+    with path.open("rb") as handle:
+        return is_encrypted_file(handle)
 
 
 def _group_hosts(data: dict, group: str) -> list:

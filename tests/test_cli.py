@@ -166,7 +166,8 @@ def test_inventory_without_stack_hosts_exits_3(tmp_path):
     assert "has no host in the group i2m_stack" in result.output
 
 
-def test_vaulted_inventory_without_the_password_exits_3(tmp_path):
+def vaulted_inventory(tmp_path) -> tuple[Path, Path]:
+    """An inventory whose group_vars/all/vault.yml is vaulted: the inventory and the vaulted file."""
     inventory = tmp_path / "inventory"
     (inventory / "group_vars" / "all").mkdir(parents=True)
     (inventory / "hosts.yml").write_text(yaml.safe_dump({"i2m_stack": {"hosts": {"localhost": LOCALHOST}}}))
@@ -176,10 +177,27 @@ def test_vaulted_inventory_without_the_password_exits_3(tmp_path):
     password.write_text("i2m-test-vault-password\n")
     subprocess.run([str(VENV_BIN / "ansible-vault"), "encrypt", "--vault-password-file", str(password), str(vault)],
                    check=True, capture_output=True)
+    return inventory, vault
+
+
+def test_vaulted_inventory_without_the_password_exits_3_naming_the_file(tmp_path):
+    inventory, vault = vaulted_inventory(tmp_path)
     result = CliRunner().invoke(app, ["verify", "-i", str(inventory), "--artifacts-dir", str(tmp_path / "runs")])
     assert result.exit_code == 3
-    assert "could not be read (a vaulted file: pass --vault-password-file)" in result.output
+    assert f"{vault} is vaulted and no --vault-password-file was given" in result.output
     assert "i2mVaultedCanary" not in result.output
+
+
+def test_wrong_vault_password_exits_3_naming_the_file_that_did_not_decrypt(tmp_path):
+    inventory, vault = vaulted_inventory(tmp_path)
+    wrong = tmp_path / "wrong-pass"
+    wrong.write_text("not-the-password\n")
+    result = CliRunner().invoke(app, ["verify", "-i", str(inventory), "--vault-password-file", str(wrong),
+                                      "--artifacts-dir", str(tmp_path / "runs")])
+    assert result.exit_code == 3
+    assert f"{vault} did not decrypt with the password in --vault-password-file {wrong}" in result.output
+    assert "i2mVaultedCanary" not in result.output and "not-the-password" not in result.output
+    assert not (tmp_path / "runs").exists(), "a run folder was made although the run could not start"
 
 
 def test_every_run_document_matches_the_published_schema(artifacts):
