@@ -113,22 +113,23 @@ def test_one_unreachable_host_exits_4_and_the_reachable_one_is_processed(stack, 
 
 
 def test_second_run_on_the_same_inventory_stops_at_once_naming_the_holder(stack, outputs, artifacts, tmp_path):
+    """Runs that change the hosts take the inventory's lock (read-only ones do not)."""
     inventory = inventory_with(tmp_path, {"localhost": LOCALHOST})
     vars_file = stack.vars_file(i2m_repo_dir=str(REPO))
-    first = i2m_ops(stack, outputs, "verify", "-i", str(inventory), vars_file=vars_file, artifacts=artifacts, wait=False)
+    first = i2m_ops(stack, outputs, "deploy", "-i", str(inventory), vars_file=vars_file, artifacts=artifacts, wait=False)
     lock_dir = REPO / ".state" / "locks"
     deadline = time.monotonic() + 30
     while not any(str(first.pid) in path.read_text() for path in lock_dir.glob("*.lock")):
         assert time.monotonic() < deadline and first.poll() is None, "the first run never took the lock"
         time.sleep(0.1)
-    second = i2m_ops(stack, outputs, "verify", "-i", str(inventory), vars_file=vars_file, artifacts=artifacts)
+    second = i2m_ops(stack, outputs, "deploy", "-i", str(inventory), vars_file=vars_file, artifacts=artifacts)
     # It stopped without waiting for the lock: the first run still holds it.
     first_still_running = first.poll() is None
     out, err = first.communicate(timeout=600)
     outputs.append(out + err)
     assert second.returncode == 3
     assert first_still_running, "the second run ended only after the first: it waited for the lock"
-    assert f"pid {first.pid}" in second.stderr and "i2m-ops verify" in second.stderr
+    assert f"pid {first.pid}" in second.stderr and "i2m-ops deploy" in second.stderr
     assert first.returncode == 0, out[-2000:]
 
 
@@ -137,7 +138,7 @@ def test_a_lock_left_by_a_dead_run_is_taken_over(stack, outputs, artifacts, tmp_
     lock_path = InventoryLock(REPO / ".state" / "locks", inventory, "probe").path
     lock_path.parent.mkdir(parents=True, exist_ok=True)
     lock_path.write_text(json.dumps({"pid": 999999, "command": "i2m-ops remediate", "started_at": "2026-01-01T00:00:00Z"}))
-    done = i2m_ops(stack, outputs, "verify", "-i", str(inventory), vars_file=stack.vars_file(i2m_repo_dir=str(REPO)),
+    done = i2m_ops(stack, outputs, "deploy", "-i", str(inventory), vars_file=stack.vars_file(i2m_repo_dir=str(REPO)),
                    artifacts=artifacts)
     assert done.returncode == 0, done.stdout[-2000:]
     assert "taking over the lock left by pid 999999" in done.stderr
