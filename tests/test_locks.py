@@ -61,7 +61,7 @@ def unlock(stack, *args):
     return done.returncode, json.loads(done.stdout), done.stderr
 
 
-def test_a_held_stack_lock_stops_remediation_with_exit_3_and_unlock_breaks_it(stack):
+def test_a_held_stack_lock_stops_remediation_with_exit_3_and_diagnose_with_5_and_unlock_breaks_it(stack):
     lock = write_holder(stack, os.getpid())  # this test's own process: alive
     code, document = stack.cli("remediate")
     assert code == 3, document.get("failed_tasks")
@@ -69,6 +69,10 @@ def test_a_held_stack_lock_stops_remediation_with_exit_3_and_unlock_breaks_it(st
     assert any("the stack is locked by another run" in task["message"] for task in document["failed_tasks"])
     assert not (stack.project_dir / ".env.production").exists(), "the refused remediation wrote the env file"
     assert lock.is_dir(), "the refused remediation removed a lock it did not hold"
+
+    code, document = stack.cli("diagnose")
+    assert code == REMEDIATION_IN_PROGRESS, document.get("outcome")
+    assert document["diagnosis"] == {} and f"pid {os.getpid()}, run test-holder" in document["lock_held"]["localhost"]
 
     code, document, stderr = unlock(stack)
     assert f"localhost: the stack's lock is held by tester@{socket.gethostname()}, pid {os.getpid()}" in stderr
