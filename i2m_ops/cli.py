@@ -152,20 +152,24 @@ def _rotate(artifacts_dir: Path, keep: int) -> None:
 
 
 def execute(command_name: str, playbook: str, options: RunOptions, *, check: bool = False, more_vars: dict | None = None,
-            follow_up=None, output=None) -> None:
+            follow_up=None, output=None, changes_hosts: bool = True) -> None:
     """Every command: check inputs, take the lock, run the playbook, write and print the report.
 
     command_name names the run and its artifacts; playbook is a file of playbooks/; options are
     the shared options; check runs Ansible in check mode; more_vars override the -e variables.
-    follow_up, given the first stage's result, may name a second playbook and the hosts to limit
-    it to; it runs under the same lock. output, given the run's document, prints or writes it.
+    follow_up, given the first stage's result, may name a second stage, its playbook, the hosts to
+    limit it to and its own variables; it runs under the same lock. output, given the run's
+    document, prints or writes it.
+    changes_hosts: take the inventory's lock (False for read-only runs: they never wait for a
+    remediation, and report a stack whose lock it holds as "remediation in progress").
     Always ends with typer.Exit: the documented exit code (3 when the run could not start).
     """
     started = time.time()
     try:
         variables = {**inputs.parse_extra_vars(options.extra_vars), **(more_vars or {})}
         inputs.check_vault_password_file(options.vault_password_file)
-        lock = InventoryLock(REPO / ".state" / "locks", options.inventory, f"i2m-ops {command_name}")
+        lock = (InventoryLock(REPO / ".state" / "locks", options.inventory, f"i2m-ops {command_name}")
+                if changes_hosts else contextlib.nullcontext())
         with lock, tempfile.TemporaryDirectory(prefix="i2m-ops-vars-") as vars_dir:
             inventory_data = inputs.load_inventory(options.inventory, options.vault_password_file)
             hidden = inputs.secret_values(inventory_data, variables, options.vault_password_file)
@@ -181,8 +185,9 @@ def execute(command_name: str, playbook: str, options: RunOptions, *, check: boo
                              common + (["-l", options.limit] if options.limit else []), progress)]
             next_stage = follow_up(stages[0]) if follow_up else None
             if next_stage:
-                name, next_playbook, hosts = next_stage
-                confirmed = ["-e", "i2m_confirm=false"]  # the follow-up asked, where it needed to
+                name, next_playbook, hosts, next_vars = next_stage
+                # The follow-up asked, where it needed to.
+                confirmed = ["-e", json.dumps({"i2m_confirm": False, **next_vars})]
                 stages.append(_stage(name, next_playbook, options.inventory, run_dir,
                                      common + confirmed + ["-l", ",".join(hosts)], progress))
     except CannotStart as error:
@@ -252,14 +257,14 @@ def remediate(options: RunOptions,
 def deploy(options: RunOptions,
            check: Annotated[bool, typer.Option("--check", help="Ansible check mode: report what would change.")] = False):
     """Render the env file and bring the stack up, building only missing images."""
-    execute("deploy", "deploy.yml", options, check=check)
+    execute("deploy", "deploy.yml", options, check=check, changes_hosts=not check)
 
 
 def _read_only_command(name: str, playbook: str, summary: str) -> None:
     """verify, audit and diagnose: the shared options only, and nothing on the hosts changes."""
 
     def read_only(options: RunOptions):
-        execute(name, playbook, options)
+        execute(name, playbook, options, changes_hosts=False)
 
     read_only.__doc__ = summary
     command(name)(read_only)
@@ -298,7 +303,7 @@ def drift(options: RunOptions,
         if not yes and not (sys.stdin.isatty() and typer.confirm(f"Remediate {', '.join(hosts)} (build --no-cache, recreate)?")):
             typer.echo("i2m-ops drift: remediation not confirmed (use --yes for unattended runs)", err=True)
             return None
-        return "remediate", "remediate.yml", hosts
+        return "remediate", "remediate.yml", hosts, {}
 
     def emit(document, _as_json):
         if output_format is DriftFormat.prometheus:
@@ -308,7 +313,27 @@ def drift(options: RunOptions,
             _print(document, output_format is DriftFormat.json or options.as_json)
 
     options.as_json = options.as_json or output_format is not DriftFormat.text
-    execute("drift", "drift.yml", options, follow_up=remediate_drifted_hosts, output=emit)
+    execute("drift", "drift.yml", options, follow_up=remediate_drifted_hosts, output=emit, changes_hosts=remediate_drifted)
+
+
+@command()
+def unlock(options: RunOptions,
+           yes: Annotated[bool, typer.Option("--yes", "-y", help="Break the locks without asking.")] = False):
+    """Show who holds each stack's lock, then break it, asking first unless --yes: for a run that is gone."""
+
+    def break_held_locks(stage):
+        hosts = sorted(stage.lock_held)
+        if not hosts or stage.failed_tasks:
+            return None
+        for host in hosts:
+            typer.echo(f"{host}: the stack's lock is held by {stage.lock_held[host]}", err=True)
+        question = f"Break the lock of {', '.join(hosts)}? Only if the run holding it is gone"
+        if not yes and not (sys.stdin.isatty() and typer.confirm(question)):
+            typer.echo("i2m-ops unlock: not confirmed, the locks stay (--yes breaks them without asking)", err=True)
+            return None
+        return "break-lock", "unlock.yml", hosts, {"stack_guard_break": True}
+
+    execute("unlock", "unlock.yml", options, follow_up=break_held_locks)
 
 
 @app.command("report", cls=_Command)

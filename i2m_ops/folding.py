@@ -25,11 +25,20 @@ class StageResult:
     drift: dict = field(default_factory=dict)
     diagnosis: dict = field(default_factory=dict)
     audit: dict = field(default_factory=dict)
+    # host -> the holder of its stack's lock, held by another run
+    lock_held: dict = field(default_factory=dict)
+    # host -> the holder of the lock `unlock` broke
+    lock_broken: dict = field(default_factory=dict)
     error: str = ""
 
     @property
     def failed_in_preflight(self) -> bool:
         return any(task["play"].startswith(PREFLIGHT_PLAY_PREFIX) for task in self.failed_tasks)
+
+    @property
+    def refused_by_lock(self) -> bool:
+        """A host could not take its stack's lock (a remediation stopped before changing it)."""
+        return any(task["host"] in self.lock_held for task in self.failed_tasks)
 
 
 def _message(result: dict) -> str:
@@ -77,3 +86,5 @@ class EventFolder:
         self.stage.drift.update(published.get("i2m_drift", {}))
         self.stage.diagnosis.update(published.get("i2m_diagnosis", {}))
         self.stage.audit.update(published.get("i2m_audit", {}))
+        self.stage.lock_held.update(published.get("i2m_lock_held", {}))
+        self.stage.lock_broken.update(published.get("i2m_lock_broken", {}))

@@ -9,8 +9,10 @@ import sys
 from pathlib import Path
 
 import yaml
+from ansible import constants as C
 from ansible.errors import AnsibleError
-from ansible.parsing.vault import VaultLib, VaultSecret
+from ansible.parsing.dataloader import DataLoader
+from ansible.parsing.vault import VaultLib, get_file_vault_secret, is_encrypted_file
 
 from i2m_ops.errors import CannotStart
 from i2m_ops.runner import REPO
@@ -112,14 +114,51 @@ def load_inventory(inventory: Path, vault_password_file: Path | None) -> dict:
     done = subprocess.run(command, capture_output=True, text=True, cwd=REPO, env=env)
     problems = [line for line in done.stderr.splitlines() if "ERROR" in line or "Unable to parse" in line]
     if done.returncode != 0:
-        hint = " (a vaulted file: pass --vault-password-file)" if "vault" in done.stderr.lower() else ""
-        raise CannotStart(f"inventory {inventory} could not be read{hint}: {(problems or ['see ansible-inventory'])[0].strip()}")
+        if "vault" in done.stderr.lower():
+            _raise_for_vaulted_files(inventory, vault_password_file)
+        raise CannotStart(f"inventory {inventory} could not be read: {(problems or ['see ansible-inventory'])[0].strip()}")
     data = json.loads(done.stdout)
     if not _group_hosts(data, STACK_GROUP):
         reason = f" ({problems[0].strip()})" if problems else ""
         raise CannotStart(f"inventory {inventory} has no host in the group {STACK_GROUP}{reason}: "
                           f"put the stack's hosts under it (see inventory/production.example)")
     return data
+
+
+def _raise_for_vaulted_files(inventory: Path, vault_password_file: Path | None) -> None:
+    """Names the first vaulted file of the inventory that does not decrypt, and why.
+
+    Ansible's own message ("Decryption failed") names no file. Raises CannotStart naming the
+    file when one does not decrypt with the password file (or none was given); returns when
+    every whole-file vault decrypts (the caller then reports Ansible's message).
+    """
+    files = sorted(path for path in ([inventory] if inventory.is_file() else inventory.rglob("*")) if path.is_file())
+    vaulted = [path for path in files if _is_vaulted(path)]
+    if vaulted and vault_password_file is None:
+        raise CannotStart(f"inventory {inventory}: {vaulted[0]} is vaulted and no --vault-password-file was given: "
+                          "pass the file holding its vault password")
+    if not vaulted:
+        return
+    vault = _vault(vault_password_file)
+    for path in vaulted:
+        try:
+            vault.decrypt(path.read_bytes())
+        except AnsibleError:
+            raise CannotStart(f"inventory {inventory}: {path} did not decrypt with the password in --vault-password-file "
+                              f"{vault_password_file} (a wrong password, or the file was encrypted with another one): "
+                              "pass the password it was encrypted with") from None
+
+
+def _vault(vault_password_file: Path) -> VaultLib:
+    """Ansible's vault with the secret of the password file (run, when it is a script, as Ansible does)."""
+    secret = get_file_vault_secret(filename=str(vault_password_file), loader=DataLoader())
+    secret.load()
+    return VaultLib([(C.DEFAULT_VAULT_IDENTITY, secret)])
+
+
+def _is_vaulted(path: Path) -> bool:
+    with path.open("rb") as handle:
+        return is_encrypted_file(handle)
 
 
 def _group_hosts(data: dict, group: str) -> list:
@@ -144,9 +183,10 @@ def secret_values(inventory_data: dict, extra_vars: dict, vault_password_file: P
               for name, value in _secret_leaves(hostvars)]
     leaves += [(name, "-e", value) for name, value in _secret_leaves(extra_vars)]
     found = {password} if password else set()
+    vault = _vault(vault_password_file) if vault_password_file and any(isinstance(leaf[2], VaultedText) for leaf in leaves) else None
     for name, where, value in leaves:
         if isinstance(value, VaultedText):
-            found.add(_decrypt(value, password, f"{name} ({where})"))
+            found.add(_decrypt(value, vault, f"{name} ({where})"))
         elif isinstance(value, UnsafeText) or not JINJA_MARKERS.search(value):
             found.add(value)
         elif name.startswith("vault_"):
@@ -171,11 +211,11 @@ def _secret_leaves(node, name: str = "", secret: bool = False):
         yield name, node
 
 
-def _decrypt(ciphertext: str, password: str | None, label: str) -> str:
-    if password is None:
+def _decrypt(ciphertext: str, vault: VaultLib | None, label: str) -> str:
+    if vault is None:
         raise CannotStart(f"variable {label} is a !vault value: pass --vault-password-file")
     try:
-        return VaultLib([("default", VaultSecret(password.encode()))]).decrypt(ciphertext.strip()).decode()
+        return vault.decrypt(ciphertext.strip()).decode()
     except AnsibleError:
         raise CannotStart(f"variable {label} is a !vault value that --vault-password-file does not decrypt: "
                           f"check the password file, or re-encrypt the value with ansible-vault encrypt_string") from None

@@ -10,7 +10,7 @@ def registry_of(document: dict) -> CollectorRegistry:
     """The drift run's metrics in a registry of their own.
 
     document: a run's JSON document (drift, hosts, unreachable_hosts, exit_code, started_epoch,
-    duration_s). Returns the registry; raises KeyError when the document lacks one of those keys.
+    duration_s; lock_held if present). Returns the registry; raises KeyError when the document lacks one of those keys.
     """
     registry = CollectorRegistry()
     items = Gauge("i2m_drift_items", "Drift items found on a stack by the last i2m-ops drift run.",
@@ -23,9 +23,14 @@ def registry_of(document: dict) -> CollectorRegistry:
         for (service, check), count in sorted(counts.items()):
             items.labels(host, service, check).set(count)
         drifted.labels(host).set(int(bool(counts)))
+    in_progress = Gauge("i2m_drift_remediation_in_progress",
+                        "1 when a remediation held the stack's lock, so nothing was read from it (no drift item).",
+                        ["host"], registry=registry)
     for host in sorted(set(document["hosts"]) | set(document["unreachable_hosts"])):
         unreachable.labels(host).set(int(host in document["unreachable_hosts"]))
-    Gauge("i2m_drift_exit_code", "Exit code of the last run (0 clean, 1 error, 2 drift, 3 could not start, 4 unreachable).",
+        in_progress.labels(host).set(int(host in document.get("lock_held", {})))
+    Gauge("i2m_drift_exit_code", "Exit code of the last run (0 clean, 1 error, 2 drift, 3 could not start, "
+          "4 unreachable, 5 remediation in progress).",
           registry=registry).set(document["exit_code"])
     Gauge("i2m_drift_last_run_timestamp_seconds", "When the last run started.",
           registry=registry).set(document["started_epoch"])

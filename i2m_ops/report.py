@@ -7,13 +7,15 @@ from pathlib import Path
 SCHEMA = "i2m-ops/run/1"
 SCHEMA_FILE = Path(__file__).parent / "schema" / "run-1.json"
 EXIT_MEANINGS = {0: "done, all checks passed", 1: "a step or check failed on at least one host",
-                 2: "drift found", 3: "could not start", 4: "some hosts unreachable, none failed"}
+                 2: "drift found", 3: "could not start", 4: "some hosts unreachable, none failed",
+                 5: "remediation in progress: a stack's lock is held, nothing read from it"}
 
 
 def exit_code(stages: list) -> int:
     """The CLI's documented exit code, from what the stages folded."""
     for stage in stages:
-        if stage.failed_in_preflight or (stage.status != "successful" and not stage.hosts and not stage.unreachable):
+        never_started = stage.status != "successful" and not stage.hosts and not stage.unreachable
+        if stage.failed_in_preflight or stage.refused_by_lock or never_started:
             return 3
     if any(stage.failed_tasks or any(host["failed"] for host in stage.hosts.values()) for stage in stages):
         return 1
@@ -23,6 +25,9 @@ def exit_code(stages: list) -> int:
         return 2
     if any(found["causes"] for found in stages[-1].diagnosis.values()):
         return 1
+    broken = {host for stage in stages for host in stage.lock_broken}
+    if any(set(stage.lock_held) - broken for stage in stages):
+        return 5
     return 0 if all(stage.status == "successful" for stage in stages) else 1
 
 
@@ -31,8 +36,10 @@ def drifted_items(drift: dict) -> list:
 
 
 def run_document(meta: dict, stages: list, code: int) -> dict:
-    checks, drift, diagnosis, audit = {}, {}, {}, {}
+    checks, drift, diagnosis, audit, lock_held, lock_broken = {}, {}, {}, {}, {}, {}
     for stage in stages:
+        lock_held.update(stage.lock_held)
+        lock_broken.update(stage.lock_broken)
         checks.update(stage.checks)
         drift.update(stage.drift)
         diagnosis.update(stage.diagnosis)
@@ -51,6 +58,8 @@ def run_document(meta: dict, stages: list, code: int) -> dict:
         "drift": drift,
         "diagnosis": diagnosis,
         "audit": audit,
+        "lock_held": {host: holder for host, holder in lock_held.items() if host not in lock_broken},
+        "lock_broken": lock_broken,
     }
 
 
@@ -63,8 +72,12 @@ def next_steps(document: dict) -> list:
     steps = []
     failed_env = sorted({(c["service"], c["item"]) for checks in document["checks"].values() for c in checks
                          if c["check"] == "env" and not c["ok"]})
-    if document["exit_code"] == 3:
+    locked = document.get("lock_held", {})
+    if document["exit_code"] == 3 and not locked:
         steps.append("Fix the input named above, then run the same command again: nothing on the hosts was changed.")
+    if locked:
+        steps.append(f"A remediation holds the lock of {', '.join(sorted(locked))}: nothing was read from or changed on "
+                     "them. Run the command again once it ends; if its holder is gone, `i2m-ops unlock` breaks the lock.")
     if failed_env:
         names = ", ".join(f"{service} {key}" for service, key in failed_env)
         steps.append(f"The containers do not carry the intended environment ({names}): most likely stale containers. "
@@ -140,6 +153,10 @@ def markdown(document: dict) -> str:
         lines += [f"### {icon} {host}", ""]
         if host in document["unreachable_hosts"]:
             lines += [f"- ❌ unreachable: {document['unreachable_hosts'][host]}"]
+        if host in document.get("lock_held", {}):
+            lines += [f"- ⏳ remediation in progress, lock held by {document['lock_held'][host]}"]
+        if host in document.get("lock_broken", {}):
+            lines += [f"- 🔓 lock broken, it was held by {document['lock_broken'][host]}"]
         lines += [f"- {check_line(check)}" for check in checks]
         lines += [f"- ❌ task '{t['task']}' failed: {t['message']}" for t in document["failed_tasks"] if t["host"] == host]
         lines.append("")

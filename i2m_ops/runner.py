@@ -40,6 +40,8 @@ def run_stage(name: str, playbook: str, *, inventory: Path, run_dir: Path, playb
             suppress_env_files=True,
             quiet=True,
             envvars={"ANSIBLE_CONFIG": str(REPO / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1",
+                     # Recorded in the stack's lock: who holds it, for `i2m-ops unlock` and the readers.
+                     "I2M_OPS_PID": str(os.getpid()), "I2M_OPS_RUN_ID": run_dir.name,
                      # The venv's ansible-playbook, also when the venv is not activated.
                      "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"},
             event_handler=EventFolder(stage, on_event),

@@ -113,22 +113,23 @@ def test_one_unreachable_host_exits_4_and_the_reachable_one_is_processed(stack, 
 
 
 def test_second_run_on_the_same_inventory_stops_at_once_naming_the_holder(stack, outputs, artifacts, tmp_path):
+    """Runs that change the hosts take the inventory's lock (read-only ones do not)."""
     inventory = inventory_with(tmp_path, {"localhost": LOCALHOST})
     vars_file = stack.vars_file(i2m_repo_dir=str(REPO))
-    first = i2m_ops(stack, outputs, "verify", "-i", str(inventory), vars_file=vars_file, artifacts=artifacts, wait=False)
+    first = i2m_ops(stack, outputs, "deploy", "-i", str(inventory), vars_file=vars_file, artifacts=artifacts, wait=False)
     lock_dir = REPO / ".state" / "locks"
     deadline = time.monotonic() + 30
     while not any(str(first.pid) in path.read_text() for path in lock_dir.glob("*.lock")):
         assert time.monotonic() < deadline and first.poll() is None, "the first run never took the lock"
         time.sleep(0.1)
-    second = i2m_ops(stack, outputs, "verify", "-i", str(inventory), vars_file=vars_file, artifacts=artifacts)
+    second = i2m_ops(stack, outputs, "deploy", "-i", str(inventory), vars_file=vars_file, artifacts=artifacts)
     # It stopped without waiting for the lock: the first run still holds it.
     first_still_running = first.poll() is None
     out, err = first.communicate(timeout=600)
     outputs.append(out + err)
     assert second.returncode == 3
     assert first_still_running, "the second run ended only after the first: it waited for the lock"
-    assert f"pid {first.pid}" in second.stderr and "i2m-ops verify" in second.stderr
+    assert f"pid {first.pid}" in second.stderr and "i2m-ops deploy" in second.stderr
     assert first.returncode == 0, out[-2000:]
 
 
@@ -137,7 +138,7 @@ def test_a_lock_left_by_a_dead_run_is_taken_over(stack, outputs, artifacts, tmp_
     lock_path = InventoryLock(REPO / ".state" / "locks", inventory, "probe").path
     lock_path.parent.mkdir(parents=True, exist_ok=True)
     lock_path.write_text(json.dumps({"pid": 999999, "command": "i2m-ops remediate", "started_at": "2026-01-01T00:00:00Z"}))
-    done = i2m_ops(stack, outputs, "verify", "-i", str(inventory), vars_file=stack.vars_file(i2m_repo_dir=str(REPO)),
+    done = i2m_ops(stack, outputs, "deploy", "-i", str(inventory), vars_file=stack.vars_file(i2m_repo_dir=str(REPO)),
                    artifacts=artifacts)
     assert done.returncode == 0, done.stdout[-2000:]
     assert "taking over the lock left by pid 999999" in done.stderr
@@ -166,7 +167,8 @@ def test_inventory_without_stack_hosts_exits_3(tmp_path):
     assert "has no host in the group i2m_stack" in result.output
 
 
-def test_vaulted_inventory_without_the_password_exits_3(tmp_path):
+def vaulted_inventory(tmp_path) -> tuple[Path, Path]:
+    """An inventory whose group_vars/all/vault.yml is vaulted: the inventory and the vaulted file."""
     inventory = tmp_path / "inventory"
     (inventory / "group_vars" / "all").mkdir(parents=True)
     (inventory / "hosts.yml").write_text(yaml.safe_dump({"i2m_stack": {"hosts": {"localhost": LOCALHOST}}}))
@@ -176,10 +178,27 @@ def test_vaulted_inventory_without_the_password_exits_3(tmp_path):
     password.write_text("i2m-test-vault-password\n")
     subprocess.run([str(VENV_BIN / "ansible-vault"), "encrypt", "--vault-password-file", str(password), str(vault)],
                    check=True, capture_output=True)
+    return inventory, vault
+
+
+def test_vaulted_inventory_without_the_password_exits_3_naming_the_file(tmp_path):
+    inventory, vault = vaulted_inventory(tmp_path)
     result = CliRunner().invoke(app, ["verify", "-i", str(inventory), "--artifacts-dir", str(tmp_path / "runs")])
     assert result.exit_code == 3
-    assert "could not be read (a vaulted file: pass --vault-password-file)" in result.output
+    assert f"{vault} is vaulted and no --vault-password-file was given" in result.output
     assert "i2mVaultedCanary" not in result.output
+
+
+def test_wrong_vault_password_exits_3_naming_the_file_that_did_not_decrypt(tmp_path):
+    inventory, vault = vaulted_inventory(tmp_path)
+    wrong = tmp_path / "wrong-pass"
+    wrong.write_text("not-the-password\n")
+    result = CliRunner().invoke(app, ["verify", "-i", str(inventory), "--vault-password-file", str(wrong),
+                                      "--artifacts-dir", str(tmp_path / "runs")])
+    assert result.exit_code == 3
+    assert f"{vault} did not decrypt with the password in --vault-password-file {wrong}" in result.output
+    assert "i2mVaultedCanary" not in result.output and "not-the-password" not in result.output
+    assert not (tmp_path / "runs").exists(), "a run folder was made although the run could not start"
 
 
 def test_every_run_document_matches_the_published_schema(artifacts):

@@ -105,8 +105,23 @@ def test_drift_metrics_keep_their_names_labels_and_values(tmp_path):
         ("i2m_drift_host_drifted", (("host", "web-1"),)): 1,
         ("i2m_drift_host_unreachable", (("host", "web-1"),)): 0,
         ("i2m_drift_host_unreachable", (("host", "web-2"),)): 1,
+        ("i2m_drift_remediation_in_progress", (("host", "web-1"),)): 0,
+        ("i2m_drift_remediation_in_progress", (("host", "web-2"),)): 0,
         ("i2m_drift_exit_code", ()): 2,
         ("i2m_drift_last_run_timestamp_seconds", ()): 1795995723,
         ("i2m_drift_last_run_duration_seconds", ()): 12.5,
     }
     assert "# TYPE i2m_drift_items gauge" in target.read_text()
+
+
+def test_a_host_whose_lock_is_held_has_its_own_sample_and_no_drift(tmp_path):
+    target = tmp_path / "i2m_drift.prom"
+    held = {**a_document(), "exit_code": 5, "drift": {}, "unreachable_hosts": {},
+            "lock_held": {"web-1": "ops@controller, pid 4242, run r, remediate since t"}}
+    assert_matches_schema(held)
+    prometheus.write_textfile(target, held)
+    samples = {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
+               for family in text_string_to_metric_families(target.read_text()) for sample in family.samples}
+    assert samples[("i2m_drift_remediation_in_progress", (("host", "web-1"),))] == 1
+    assert samples[("i2m_drift_exit_code", ())] == 5
+    assert not [name for name, _ in samples if name in ("i2m_drift_items", "i2m_drift_host_drifted")]

@@ -2,6 +2,7 @@
 the run fails, says why and that it rolled back, the previous version runs healthy again, and
 the data written before is still there."""
 
+import json
 import os
 import shutil
 import subprocess
@@ -91,12 +92,13 @@ def test_second_remediation_on_a_locked_stack_stops_at_once_naming_the_holder(st
     while not lock.exists():
         assert time.monotonic() < deadline and first.poll() is None, "the first remediation never took the lock"
         time.sleep(0.2)
-    holder = lock.read_text().strip()
+    holder = json.loads(lock.read_text())
     second = stack.playbook("remediate.yml")
     first_output, _ = first.communicate(timeout=900)
     stack.outputs.append(first_output)
     assert second.returncode != 0
-    assert f"the stack is locked by another run: {holder}" in second.output
+    assert (f"the stack is locked by another run: {holder['user']}@{holder['controller']}, pid {holder['pid']}, "
+            f"run none (not run by i2m-ops), remediate since {holder['started_at']}") in second.output
     assert "Build without the cache" not in second.output
     assert first.returncode == 0, first_output[-3000:]
     assert not lock.exists()
