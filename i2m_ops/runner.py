@@ -40,6 +40,8 @@ def run_stage(name: str, playbook: str, *, inventory: Path, run_dir: Path, playb
             suppress_env_files=True,
             quiet=True,
             envvars={"ANSIBLE_CONFIG": str(REPO / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1",
+                     # ansible-runner turns host key checking off unless told: ansible.cfg's policy holds.
+                     "ANSIBLE_HOST_KEY_CHECKING": "True",
                      # The venv's ansible-playbook, also when the venv is not activated.
                      "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"},
             event_handler=EventFolder(stage, on_event),
