@@ -212,6 +212,22 @@ def test_refused_port_or_unknown_host_key_exits_4_naming_the_host_others_process
     assert checks and all(check["ok"] for check in checks)
 
 
+@pytest.mark.parametrize("user, become, grant", [
+    ("nosudo", True, "NOPASSWD"),
+    ("nodocker", False, "usermod -aG docker nodocker")])
+def test_deploy_user_without_rights_is_told_what_to_grant_before_any_change(production, user, become, grant):
+    inventory = production.variant(f"as-{user}", {HOST: {"ansible_host": "127.0.0.1", "ansible_port": production.host.port}},
+                                   {"ansible_user": user, "ansible_become": become})
+    before = production.state()
+    code, document = production.document("remediate", inventory=inventory)
+    # An unfit host stops alone in the hosts' preflight (exit 1, as a host whose engine does not answer)
+    assert code == 1, json.dumps(document)[-3000:]
+    assert {task["play"].split(" - ")[0] for task in document["failed_tasks"]} == {"Preflight"}
+    messages = " ".join(task["message"] for task in document["failed_tasks"])
+    assert user in messages and grant in messages, messages
+    assert production.state() == before
+
+
 def test_nothing_the_runs_wrote_holds_a_secret(production):
     """Everything the runs wrote, at -vvv too (the unreachable hosts' run: SSH's own debug output),
     on the control node and on the host (the stack's folder but for the env file and its
