@@ -14,6 +14,7 @@ import os
 import re
 import secrets
 import shutil
+import statistics
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -189,6 +190,27 @@ def test_read_only_commands_over_ssh_change_nothing(production, command):
     assert code == 0, json.dumps(document)[-3000:]
     assert document["hosts"][HOST]["changed"] == 0
     assert production.state() == before
+
+
+def test_remediate_wall_time_over_ssh_against_local_connection(production):
+    """Both end healthy; the wall times (the stack already up; I2M_BENCH_ROUNDS rounds of one
+    run each, alternating, default 1) are printed for benchmarks/results.md:
+    `I2M_BENCH_ROUNDS=3 .venv/bin/pytest tests/test_ssh_production.py -s -k wall_time`."""
+    local = production.variant("local-connection", {HOST: {"ansible_connection": "local",
+                                                            "ansible_python_interpreter": "{{ ansible_playbook_python }}"}},
+                               # This machine's root needs no become, as the embedded default
+                               {"ansible_become": False})
+    seconds = {"ssh": [], "local": []}
+    for _ in range(int(os.environ.get("I2M_BENCH_ROUNDS", "1"))):
+        for connection, inventory in [("ssh", production.inventory), ("local", local)]:
+            started = time.monotonic()
+            code, document = production.document("remediate", inventory=inventory)
+            seconds[connection].append(round(time.monotonic() - started, 1))
+            checks = document["checks"].get(HOST, [])
+            assert code == 0 and checks and all(check["ok"] for check in checks), json.dumps(document)[-3000:]
+    ssh, local_s = statistics.median(seconds["ssh"]), statistics.median(seconds["local"])
+    print(f"\nremediate wall time, s: over SSH {seconds['ssh']} (median {ssh}), local connection {seconds['local']} "
+          f"(median {local_s}), ratio of medians {ssh / local_s:.2f}")
 
 
 def test_refused_port_or_unknown_host_key_exits_4_naming_the_host_others_processed(production):
