@@ -42,6 +42,8 @@ def run_stage(name: str, playbook: str, *, inventory: Path, run_dir: Path, playb
             envvars={"ANSIBLE_CONFIG": str(REPO / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1",
                      # Recorded in the stack's lock: who holds it, for `i2m-ops unlock` and the readers.
                      "I2M_OPS_PID": str(os.getpid()), "I2M_OPS_RUN_ID": run_dir.name,
+                     # ansible-runner turns host key checking off unless told: ansible.cfg's policy holds.
+                     "ANSIBLE_HOST_KEY_CHECKING": "True",
                      # The venv's ansible-playbook, also when the venv is not activated.
                      "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"},
             event_handler=EventFolder(stage, on_event),
