@@ -41,12 +41,20 @@ class StageResult:
         return any(task["host"] in self.lock_held for task in self.failed_tasks)
 
 
+STDERR_LINES = 5
+
+
 def _message(result: dict) -> str:
+    """A failed task's message; for a failed command (compose's "non-zero return code"), followed by
+    the last STDERR_LINES lines of what the command said, where the reason is."""
     if result.get("censored"):
         return result["censored"]
     message = result.get("msg") or result.get("stderr") or result.get("reason") or "failed"
     if isinstance(message, list):
         message = "\n".join(str(line) for line in message)
+    said = [line.rstrip() for line in str(result.get("stderr") or "").splitlines() if line.strip()][-STDERR_LINES:]
+    if said and message != result.get("stderr"):
+        message = f"{str(message).strip()}; the command said:\n" + "\n".join(said)
     return str(message).strip()
 
 
