@@ -188,6 +188,18 @@ def test_an_orphan_container_is_drift_and_remediation_removes_it_by_name(stack, 
     assert not docker.from_env().containers.list(all=True, filters={"name": orphan.name})
 
 
+def test_a_verified_remediation_removes_the_image_its_rollback_tag_no_longer_names(stack, healthy):
+    # Each --no-cache remediation leaves the image the service ran before: one is kept for a rollback.
+    images = docker.from_env().images
+    rollback_tag = f"{stack.name}-backend:i2m-rollback"
+    previous = images.get(rollback_tag).id
+    run = stack.playbook("remediate.yml")
+    assert run.returncode == 0, run.output[-3000:]
+    assert images.get(rollback_tag).id != previous
+    with pytest.raises(docker.errors.ImageNotFound):
+        images.get(previous)
+
+
 @pytest.mark.skipif(shutil.which("docker-compose") is None, reason="docker-compose v1 is not installed on this host")
 def test_rolling_on_a_host_with_only_compose_v1_is_refused_before_changing_anything(stack, healthy, without_compose_v2):
     before = stack.container("backend").id
