@@ -89,7 +89,7 @@ def next_steps(document: dict) -> list:
     if document["unreachable_hosts"]:
         steps.append("Check SSH access to the unreachable hosts (address, user, key), then run again with `-l` on them.")
     if document["failed_tasks"] and not failed_env and document["exit_code"] == 1:
-        steps.append("Read the failed tasks above and the backend's logs (`docker logs <project>-backend --tail 100`).")
+        steps.append("Read the failed tasks above and the backend's logs (`docker compose -p <project> logs --tail 100 backend`).")
     if any(found["causes"] for found in document.get("diagnosis", {}).values()):
         steps.append("Apply the recommended action, then run `i2m-ops verify`; if the error persists, the logs "
                      "named in the evidence show the true cause.")
