@@ -10,7 +10,7 @@ from conftest import REPO
 sys.path.insert(0, str(REPO / "roles/drift/filter_plugins"))
 sys.path.insert(0, str(REPO / "roles/verify/filter_plugins"))
 sys.path.insert(0, str(REPO / "roles/preflight/filter_plugins"))
-from compose_interpolation import (compose_interpolations, compose_unsafe_command_secrets,  # noqa: E402
+from compose_interpolation import (compose_interpolations, compose_unsafe_command_values,  # noqa: E402
                                    compose_unset_variables)
 from drift import drift_image_items, drift_image_reference  # noqa: E402  (roles' filters, not a package)
 from verify import verify_env_checks, verify_service_checks  # noqa: E402
@@ -119,7 +119,7 @@ def test_variables_without_a_default_that_the_env_file_does_not_set_are_named_wi
 @pytest.mark.parametrize("value", ["pass word", "it's", 'say"', "a$b", "back\\slash", "tick`", "tab\tx"])
 def test_a_secret_that_breaks_a_shell_word_is_named_with_the_commands_it_is_pasted_into(value):
     secrets = {"REDIS_PASSWORD": value, "FLOWER_BASIC_AUTH": "admin:plain-1.2@x", "API_KEY": value}
-    assert compose_unsafe_command_secrets(compose_interpolations(MODEL), secrets) == [
+    assert compose_unsafe_command_values(compose_interpolations(MODEL), secrets) == [
         "redis: command uses REDIS_PASSWORD", "redis: healthcheck uses REDIS_PASSWORD"]
 
 
@@ -130,3 +130,11 @@ def test_an_orphan_is_a_container_compose_made_for_a_service_no_longer_in_its_fi
     assert [(check["service"], check["item"], check["ok"]) for check in verify_service_checks(containers, ["worker"])] == [
         ("worker-old", "orphan", False), ("worker", "running", True)]
     assert [check["item"] for check in verify_service_checks(containers, [])] == []  # compose config failed
+
+
+def test_a_plain_value_that_breaks_a_healthcheck_is_named_too():
+    # Production's postgres healthcheck: pg_isready -U ${POSTGRES_USER}, a value of i2m_env.
+    model = {"services": {"postgres": {"healthcheck": {"test": ["CMD-SHELL", "pg_isready -U ${POSTGRES_USER}"]}}}}
+    assert compose_unsafe_command_values(compose_interpolations(model), {"POSTGRES_USER": "image 2 model"}) == [
+        "postgres: healthcheck uses POSTGRES_USER"]
+    assert compose_unsafe_command_values(compose_interpolations(model), {"POSTGRES_USER": "image2model"}) == []

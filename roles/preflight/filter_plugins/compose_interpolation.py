@@ -57,13 +57,14 @@ def compose_unset_variables(interpolations, env_keys):
     return [f"{variable} ({', '.join(sorted(where))})" for variable, where in sorted(places.items())]
 
 
-def compose_unsafe_command_secrets(interpolations, secrets):
-    """Secrets interpolated into a command, entrypoint or healthcheck whose value holds a
-    character that breaks a shell word (space, quote, $, backslash, backquote): a sorted list of
-    'service: field uses KEY' lines."""
+def compose_unsafe_command_values(interpolations, values):
+    """Env values (secrets or not: production's postgres healthcheck takes POSTGRES_USER) that
+    compose pastes into a command, entrypoint or healthcheck and that hold a character breaking a
+    shell word (space, quote, $, backslash, backquote): a sorted list of 'service: field uses KEY'
+    lines."""
     return sorted({f"{found['service']}: {found['field']} uses {found['variable']}" for found in interpolations
-                   if found["field"] in COMMAND_FIELDS and found["variable"] in secrets
-                   and SHELL_BREAKING.search(str(secrets[found["variable"]]))})
+                   if found["field"] in COMMAND_FIELDS and found["variable"] in values
+                   and SHELL_BREAKING.search(str(values[found["variable"]]))})
 
 
 class FilterModule:
@@ -71,5 +72,5 @@ class FilterModule:
         return {
             "compose_interpolations": compose_interpolations,
             "compose_unset_variables": compose_unset_variables,
-            "compose_unsafe_command_secrets": compose_unsafe_command_secrets,
+            "compose_unsafe_command_values": compose_unsafe_command_values,
         }
