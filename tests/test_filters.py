@@ -10,9 +10,11 @@ from conftest import REPO
 sys.path.insert(0, str(REPO / "roles/drift/filter_plugins"))
 sys.path.insert(0, str(REPO / "roles/verify/filter_plugins"))
 sys.path.insert(0, str(REPO / "roles/preflight/filter_plugins"))
+sys.path.insert(0, str(REPO / "roles/stack_info/library"))
 from compose_interpolation import (compose_interpolations, compose_unsafe_command_values,  # noqa: E402
                                    compose_unset_variables)
 from drift import drift_image_items, drift_image_reference  # noqa: E402  (roles' filters, not a package)
+from compose_stack_info import container_summary, fingerprint, model_services  # noqa: E402  (the module's pure functions)
 from verify import verify_env_checks, verify_service_checks  # noqa: E402
 
 
@@ -30,7 +32,7 @@ def test_image_reference_is_normalised_as_docker_lists_it(name, reference):
 
 
 def container(image_name, image_id):
-    return {"image_tag": image_name, "image_id": image_id}
+    return {"image_name": image_name, "image_id": image_id}
 
 
 IMAGES = [{"Id": "sha256:backend", "RepoTags": ["image2model-backend:latest"], "RepoDigests": []},
@@ -53,12 +55,16 @@ def test_image_drift_for_every_way_a_compose_file_names_an_image(image_name, ima
 
 COMPOSE_CONFIG = {"services": {
     "backend": {"environment": {"API_KEY": "k$$ey", "REDIS_URL": "redis://b", "LOG_LEVEL": "info", "PASSED": None}},
-    "worker": {"environment": {"CELERY_BROKER_URL": "redis://b"}},
+    "worker": {"environment": ["CELERY_BROKER_URL=redis://b"]},  # docker-compose v1's list form
     "nginx": {}}}
+KEY = "run key"
 
 
 def inspected(service, env):
-    return {"Config": {"Labels": {"com.docker.compose.service": service}, "Env": [f"{k}={v}" for k, v in env.items()]}}
+    """A `docker inspect` entry, as compose_stack_info reads it."""
+    return container_summary({"Id": service, "Name": f"/p-{service}-1", "Image": "sha256:i", "State": {"Status": "running"},
+                              "Config": {"Labels": {"com.docker.compose.service": service}, "Image": "i",
+                                         "Env": [f"{k}={v}" for k, v in env.items()]}}, KEY)
 
 
 def states(checks):
@@ -68,7 +74,7 @@ def states(checks):
 def test_intended_environment_is_each_service_entries_as_compose_resolves_them():
     containers = [inspected("backend", {"API_KEY": "k$ey", "REDIS_URL": "redis://a", "LOG_LEVEL": "", "PATH": "/bin"}),
                   inspected("worker", {})]
-    assert states(verify_env_checks(containers, COMPOSE_CONFIG, {})) == {
+    assert states(verify_env_checks(containers, model_services(COMPOSE_CONFIG, KEY), {})) == {
         ("backend", "API_KEY"): "match",  # compose config writes a literal $ as $$
         ("backend", "LOG_LEVEL"): "empty",  # a literal of the compose file
         ("backend", "REDIS_URL"): "mismatch",  # a renamed source
@@ -77,9 +83,15 @@ def test_intended_environment_is_each_service_entries_as_compose_resolves_them()
 
 def test_narrowing_keeps_only_the_keys_named_and_flags_a_key_the_service_does_not_set():
     containers = [inspected("backend", {"API_KEY": "k$ey"})]
-    checks = verify_env_checks(containers, COMPOSE_CONFIG, {"backend": ["API_KEY", "ADMIN_API_KEY"]})
+    checks = verify_env_checks(containers, model_services(COMPOSE_CONFIG, KEY), {"backend": ["API_KEY", "ADMIN_API_KEY"]})
     assert states(checks) == {("backend", "API_KEY"): "match", ("backend", "ADMIN_API_KEY"): "not in the compose files",
                               ("worker", "CELERY_BROKER_URL"): "no container"}
+
+
+def test_no_value_leaves_the_reading_and_its_fingerprints_hold_only_for_the_run_key():
+    container = inspected("backend", {"API_KEY": "k$ey", "EMPTY": ""})
+    assert "k$ey" not in repr(container) and container["env"]["EMPTY"] == ""
+    assert container["env"]["API_KEY"] == fingerprint("k$ey", KEY) != fingerprint("k$ey", "another run's key")
 
 
 # `compose config --no-interpolate` output, parsed: every form of compose's interpolation.

@@ -1,29 +1,5 @@
-"""Filters of the compose role: readiness of containers from `docker ps` (id, service, oneoff,
-state and status as JSON: compose_ps_format), the rolled services' obstacles, and the images
-kept for a rollback."""
-
-
-def _readiness(entry):
-    if entry["state"] != "running":
-        return entry["state"] or "unknown"
-    if "(health: starting)" in entry["status"]:
-        return "health: starting"
-    if "(unhealthy)" in entry["status"]:
-        return "unhealthy"
-    return "ready"
-
-
-def compose_not_ready(ps_entries, services):
-    """Each service without a running container whose healthcheck (if any) passes, with why."""
-    states = {entry["service"]: _readiness(entry) for entry in ps_entries if entry["oneoff"] != "True"}
-    return [f"{service}: {states.get(service, 'no container')}" for service in services if states.get(service) != "ready"]
-
-
-def compose_new_containers_ready(ps_entries, old_ids):
-    """One service's containers: are as many new ones as old ones (at least one) running, and
-    healthy where they have a healthcheck?"""
-    new = [entry for entry in ps_entries if entry["id"] not in old_ids]
-    return len(new) >= max(len(old_ids), 1) and all(_readiness(entry) == "ready" for entry in new)
+"""Filters of the compose role: the rolled services' obstacles, and the images kept for a
+rollback. (Readiness is the stack_info role's compose_stack_info module's: it waits.)"""
 
 
 def compose_rolling_obstacles(config, services):
@@ -57,8 +33,6 @@ def compose_rollback_images(inspect_lines, services):
 class FilterModule:
     def filters(self):
         return {
-            "compose_not_ready": compose_not_ready,
-            "compose_new_containers_ready": compose_new_containers_ready,
             "compose_rolling_obstacles": compose_rolling_obstacles,
             "compose_rollback_images": compose_rollback_images,
         }

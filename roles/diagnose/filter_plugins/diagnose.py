@@ -103,9 +103,9 @@ def diagnose_env_file_items(text, required_keys, known_keys):
     return items
 
 
-def diagnose_unset_variables(compose_stderr):
-    """Variables the compose file uses that the env file does not set, from compose's warnings."""
-    names = sorted(set(re.findall(r'The \\?"?([A-Za-z_][A-Za-z0-9_]*)\\?"? variable is not set', compose_stderr)))
+def diagnose_unset_variables(names):
+    """Variables the compose files use that the env file does not set, as compose warned of them
+    ("The X variable is not set", read by compose_stack_info)."""
     return [{"service": "-", "check": "compose variables", "item": name, "state": "not set: interpolates to empty", "ok": False}
             for name in names] or [{"service": "-", "check": "compose variables", "item": "all", "state": "set", "ok": True}]
 

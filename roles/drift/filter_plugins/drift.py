@@ -8,24 +8,26 @@ def _item(service, check, item, state, ok):
     return {"service": service, "check": check, "item": item, "state": state, "ok": ok}
 
 
-def drift_env_file_items(env_file_items):
-    """The env file on disk against what the inventory renders now."""
-    if not env_file_items:
-        return [_item("-", "env file", "content", "as rendered", True)]
-    return [_item("-", "env file", entry["item"], entry["state"], False) for entry in env_file_items]
+def drift_env_file_items(on_disk, mode):
+    """The env file on disk against what the inventory renders now, from compose_stack_info's
+    env_file state: each key whose line differs (names only: missing from the file, not in the
+    inventory, set twice, differs), "differs from its rendering" where the bytes do but no key
+    does (line endings, comments, stray lines), and its mode against `mode`."""
+    if not on_disk["exists"]:
+        return [_item("-", "env file", "file", "missing: i2m-ops deploy renders it", False)]
+    items = [_item("-", "env file", entry["item"], entry["state"], False) for entry in on_disk["keys"]]
+    if not items and not on_disk["same_bytes"]:
+        items.append(_item("-", "env file", "content", "differs from its rendering (line endings, comments or stray lines)", False))
+    if on_disk["mode"] != mode:
+        items.append(_item("-", "env file", "mode", f"mode {on_disk['mode']}, not {mode}", False))
+    return items or [_item("-", "env file", "content", "as rendered", True)]
 
 
-def _config_hashes(hashes_text):
-    return {service: config_hash.strip() for service, config_hash in
-            (line.split(None, 1) for line in hashes_text.splitlines() if line.strip())}
-
-
-def drift_config_hash_items(containers, hashes_text):
-    """A container whose compose config hash differs from `compose config --hash` now was not
-    recreated after its configuration (compose file or env file) changed."""
-    now = _config_hashes(hashes_text)
+def drift_config_hash_items(containers, hashes):
+    """A container whose compose config hash differs from `compose config --hash` now
+    ({service: hash}) was not recreated after its configuration (compose file or env file) changed."""
     items = []
-    for service, config_hash in sorted(now.items()):
+    for service, config_hash in sorted(hashes.items()):
         container = containers.get(service)
         if container is None:
             continue
@@ -41,17 +43,17 @@ def _docker_time(text):
     return datetime.fromisoformat(f"{head}.{fraction[:6] or '0'}+00:00")
 
 
-def drift_started_items(containers, env_changed_at, hashes_text):
-    """A container started before the env file last changed may run with the values of before:
-    it does when its configuration differs from compose's now, or when compose cannot say (v1).
-    One whose configuration the change left alone (same config hash) is current."""
+def drift_started_items(containers, env_changed_at, hashes):
+    """A container started before the env file last changed (env_changed_at: seconds since the
+    epoch) may run with the values of before: it does when its configuration differs from
+    compose's now ({service: hash}), or when compose cannot say (v1, no hashes). One whose
+    configuration the change left alone (same config hash) is current."""
     changed = datetime.fromtimestamp(float(env_changed_at), tz=timezone.utc)
-    now = _config_hashes(hashes_text)
     items = []
     for service, container in sorted(containers.items()):
         if _docker_time(container["started_at"]) >= changed:
             state, fresh = "yes", True
-        elif now.get(service) == container["config_hash"]:
+        elif hashes.get(service) == container["config_hash"]:
             state, fresh = "before the env file changed, which left its configuration alone", True
         else:
             state, fresh = "started before the env file last changed", False
@@ -89,10 +91,10 @@ def drift_image_items(containers, images):
                 ids[(kind, drift_image_reference(name)[1])] = image["Id"]
     items = []
     for service, container in sorted(containers.items()):
-        current = ids.get(drift_image_reference(container["image_tag"]))
+        current = ids.get(drift_image_reference(container["image_name"]))
         same = current == container["image_id"]
         state = "current" if same else ("its name no longer exists" if current is None else "its name points to a newer image")
-        items.append(_item(service, "image", container["image_tag"], state, same))
+        items.append(_item(service, "image", container["image_name"], state, same))
     return items
 
 

@@ -98,23 +98,10 @@ def env_file_redact(text, secrets):
     return redacted
 
 
-def _assignments(text):
-    return dict(line.split("=", 1) for line in str(text).splitlines() if "=" in line and not line.lstrip().startswith("#"))
-
-
-def env_file_drift(rendered, on_disk):
-    """Keys whose line differs between the rendered file and the one on disk: names only."""
-    want, have = _assignments(rendered), _assignments(on_disk)
-    return ([{"item": key, "state": "missing from file"} for key in sorted(set(want) - set(have))]
-            + [{"item": key, "state": "not in inventory"} for key in sorted(set(have) - set(want))]
-            + [{"item": key, "state": "differs"} for key in sorted(set(want) & set(have)) if want[key] != have[key]])
-
-
 class FilterModule:
     def filters(self):
         return {
             "env_file_quote": env_file_quote,
             "env_file_problems": env_file_problems,
             "env_file_redact": env_file_redact,
-            "env_file_drift": env_file_drift,
         }

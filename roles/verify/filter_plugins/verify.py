@@ -1,42 +1,19 @@
-"""Filters of the verify role. They read `docker inspect` output, which holds secret values,
-and return names, states and addresses only: values are compared by SHA-256 fingerprint."""
-
-import hashlib
-import re
-
-SERVICE_LABEL = "com.docker.compose.service"
-ONEOFF_LABEL = "com.docker.compose.oneoff"
+"""Filters of the verify role. They read the stack as the stack_info role's compose_stack_info
+module returns it (environment values as keyed fingerprints, never values) and return checks
+{service, check, item, state, ok}: names, states and addresses only."""
 
 
-def _fingerprint(value):
-    return hashlib.sha256(str(value).encode()).hexdigest()
+def _by_service(containers):
+    """Each service's container (the last of a scaled service's); compose_stack_info already
+    leaves one-off containers (`compose run`) out."""
+    return {container["service"]: container for container in containers if container["service"]}
 
 
-def _by_service(inspected):
-    """Each service's container, one-off containers (`compose run`) left out."""
-    return {labels[SERVICE_LABEL]: container for container in inspected
-            for labels in [container["Config"]["Labels"] or {}]
-            if labels.get(SERVICE_LABEL) and labels.get(ONEOFF_LABEL) != "True"}
-
-
-def verify_containers(inspected):
-    """Per service: container name, state, health, start time, network addresses, published ports."""
-    summary = {}
-    for service, container in _by_service(inspected).items():
-        state = container["State"]
-        ports = container["NetworkSettings"].get("Ports") or {}
-        summary[service] = {
-            "name": container["Name"].lstrip("/"),
-            "status": state.get("Status"),
-            "health": (state.get("Health") or {}).get("Status", "none"),
-            "started_at": state.get("StartedAt"),
-            "image_id": container["Image"],
-            "image_tag": container["Config"]["Image"],
-            "config_hash": container["Config"]["Labels"].get("com.docker.compose.config-hash", ""),
-            "addresses": {net: info.get("IPAddress") for net, info in container["NetworkSettings"]["Networks"].items()},
-            "published": {port: [f"{b['HostIp']}:{b['HostPort']}" for b in bindings] for port, bindings in ports.items() if bindings},
-        }
-    return summary
+def verify_containers(containers):
+    """Per service: the compose_stack_info summary of its container (name, status, health, start
+    time, image, config hash, network addresses, published ports), its environment left out."""
+    return {service: {key: value for key, value in container.items() if key != "env"}
+            for service, container in _by_service(containers).items()}
 
 
 def verify_service_checks(containers, services):
@@ -61,35 +38,33 @@ def verify_service_checks(containers, services):
     return checks
 
 
-def verify_intended_env(compose_config, narrowing):
+def verify_intended_env(services, narrowing):
     """Per service, the keys of its container's intended environment: every entry of the
     service's `environment` as `compose config` resolves it with the env file (renamed sources,
     literals and per-service subsets included), narrowed to the keys listed in `narrowing` for
     the services it names. Entries without a value (passed through from compose's own
-    environment) have no intended value and are left out. Returns {service: [key, ...]}."""
+    environment) have no intended value and are left out. services: compose_stack_info's
+    model.services. Returns {service: [key, ...]}."""
     keys = {}
-    for service, definition in sorted((compose_config.get("services") or {}).items()):
-        environment = definition.get("environment") or {}
-        resolved = sorted(key for key, value in environment.items() if value is not None)
+    for service, definition in sorted(services.items()):
+        resolved = sorted(key for key, value in definition["environment"].items() if value is not None)
         keys[service] = narrowing[service] if service in narrowing else resolved
     return keys
 
 
-def verify_env_checks(inspected, compose_config, narrowing):
+def verify_env_checks(containers, services, narrowing):
     """One check per service and key of its intended environment (verify_intended_env): match,
     mismatch, missing (not in the container), empty, or "not in the compose files" for a key
-    that `narrowing` names but the service does not set. Values are compared by SHA-256 and
-    never returned. Source of the rule: the compose file is what gives each container its
-    environment (https://docs.docker.com/compose/how-tos/environment-variables/set-environment-variables/)."""
-    containers = _by_service(inspected)
-    services = compose_config.get("services") or {}
+    that `narrowing` names but the service does not set. containers and services are
+    compose_stack_info's, whose fingerprints ("" for an empty value) are compared. Source of the
+    rule: the compose file is what gives each container its environment
+    (https://docs.docker.com/compose/how-tos/environment-variables/set-environment-variables/)."""
+    by_service = _by_service(containers)
     checks = []
-    for service, keys in verify_intended_env(compose_config, narrowing).items():
-        # `compose config` writes a literal $ as $$, so that its output can be read again
-        intended = {key: None if value is None else str(value).replace("$$", "$")
-                    for key, value in (services[service].get("environment") or {}).items()}
-        container = containers.get(service)
-        env = dict(item.split("=", 1) for item in container["Config"]["Env"] or []) if container else {}
+    for service, keys in verify_intended_env(services, narrowing).items():
+        intended = services[service]["environment"]
+        container = by_service.get(service)
+        env = container["env"] if container else {}
         for key in keys:
             if intended.get(key) is None:
                 state = "not in the compose files"
@@ -97,9 +72,9 @@ def verify_env_checks(inspected, compose_config, narrowing):
                 state = "no container"
             elif key not in env:
                 state = "missing"
-            elif env[key] == "" and str(intended[key]) != "":
+            elif env[key] == "" and intended[key] != "":
                 state = "empty"
-            elif _fingerprint(env[key]) == _fingerprint(intended[key]):
+            elif env[key] == intended[key]:
                 state = "match"
             else:
                 state = "mismatch"
@@ -129,27 +104,19 @@ def verify_probe_plan(bases, health_paths, upload_path, with_upload):
 
 
 def verify_probe_checks(probe_results):
-    """One check per probe, from the uri results: the status answered against the one expected."""
-    checks = []
-    for result in probe_results:
-        probe, status = result["item"], result.get("status", -1)
-        state = f"answered {status}" if status and status > 0 else "no answer"
-        checks.append({"service": probe["service"], "check": f"http via {probe['via']}", "item": probe["name"],
-                       "state": state, "ok": status in probe["expect"]})
-    return checks
+    """One check per probe, from the http_probes module's results: the status answered against
+    the ones expected."""
+    return [{"service": probe["service"], "check": f"http via {probe['via']}", "item": probe["name"],
+             "state": f"answered {probe['status']}" if probe["status"] > 0 else f"no answer ({probe.get('error') or 'no reason given'})",
+             "ok": probe["ok"]} for probe in probe_results]
 
 
-def verify_log_checks(log_results, patterns, fail_on_findings):
-    """One check per service and pattern, from `docker logs` results: counts only, never lines."""
-    checks = []
-    for result in log_results:
-        text = f"{result.get('stdout', '')}\n{result.get('stderr', '')}"
-        for pattern in patterns:
-            count = len(re.findall(pattern, text))
-            checks.append({"service": result["item"], "check": "logs", "item": pattern,
-                           "state": f"{count} in recent lines" if count else "none",
-                           "ok": count == 0 or not fail_on_findings, "warn": count > 0})
-    return checks
+def verify_log_checks(log_counts, fail_on_findings):
+    """One check per service and pattern, from compose_stack_info's {service: {pattern: count}}:
+    counts only, never lines."""
+    return [{"service": service, "check": "logs", "item": pattern, "state": f"{count} in recent lines" if count else "none",
+             "ok": count == 0 or not fail_on_findings, "warn": count > 0}
+            for service, counts in sorted(log_counts.items()) for pattern, count in counts.items()]
 
 
 def verify_check_line(check):
