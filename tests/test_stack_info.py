@@ -57,9 +57,13 @@ def test_env_file_bytes_are_compared_beyond_the_keys(tmp_path):
     assert env_file_state(str(tmp_path / "gone"), "A='1'\n")["exists"] is False
 
 
-def test_logs_leave_as_counts():
+def test_logs_leave_as_counts_and_the_values_of_named_groups():
     text = "Traceback (most recent call last)\nNameError: x\nTraceback again\n"
-    assert log_counts(text, ["Traceback", "NameError", "ImportError"]) == {"Traceback": 2, "NameError": 1, "ImportError": 0}
+    assert log_counts(text, ["Traceback", "NameError", "ImportError"]) == ({"Traceback": 2, "NameError": 1, "ImportError": 0}, {})
+    nginx = "\n".join(f'connect() failed (111: Connection refused) while connecting to upstream, upstream: "http://{address}:8000/"'
+                      for address in ["10.0.0.5", "10.0.0.9", "10.0.0.5"])
+    counts, values = log_counts(nginx, [r'connect\(\) failed .* upstream: "http://(?P<upstream>[^/"]+)'])
+    assert list(counts.values()) == [3] and values == {"upstream": ["10.0.0.9:8000", "10.0.0.5:8000"]}
 
 
 def test_the_upload_is_one_multipart_file_in_the_field_named():

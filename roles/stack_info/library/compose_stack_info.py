@@ -75,10 +75,21 @@ options:
     type: int
     default: 100
   log_patterns:
-    description: Regular expressions (Python's C(re)) counted in the log lines.
+    description: Regular expressions (Python's C(re)) counted in the log lines. The values a pattern's named
+      groups match are returned too (the last 5 distinct ones, in C(log_values)): name groups only
+      for what may leave the host, such as an address.
     type: list
     elements: str
     default: []
+  log_since:
+    description: C({service: unix time}), services whose log lines are read from that time on (C(docker logs
+      --since), the host's clock), instead of the last C(log_lines).
+    type: dict
+    default: {}
+  read_model:
+    description: Read the compose model (C(compose config)); false reads only the containers (and what is asked of them).
+    type: bool
+    default: true
   writable_paths:
     description: Paths that a service's running container must be able to write, C({service: [path, ...]}),
       tested with C(docker exec <container> test -w <path>).
@@ -130,6 +141,14 @@ env_file:
 logs:
   description: C({service: {pattern: count}}) over the last C(log_lines) lines (stdout and stderr).
   type: dict
+  returned: always
+log_values:
+  description: C({service: {group: [value, ...]}}), the last 5 distinct values of each named group of the patterns.
+  type: dict
+  returned: always
+now:
+  description: The host's clock when the containers were read, in seconds since the epoch (for C(log_since)).
+  type: float
   returned: always
 writable:
   description: C({service: {path: true|false|null}}), null where the service has no running container.
@@ -239,7 +258,20 @@ def not_ready(entries, services, replacing=()):
 
 
 def log_counts(text, patterns):
-    return {pattern: len(re.findall(pattern, text)) for pattern in patterns}
+    """({pattern: count}, {group: [value, ...]}) of the patterns in a log text: how often each
+    matches, and the last 5 distinct values of their named groups, in the order last seen."""
+    counts, values = {}, {}
+    for pattern in patterns:
+        matches = list(re.finditer(pattern, text))
+        counts[pattern] = len(matches)
+        for match in matches:
+            for group, value in match.groupdict().items():
+                if value is not None:
+                    seen = values.setdefault(group, [])
+                    if value in seen:
+                        seen.remove(value)
+                    seen.append(value)
+    return counts, {group: seen[-5:] for group, seen in values.items()}
 
 
 def env_file_state(path, rendered):
@@ -336,14 +368,17 @@ class Stack:
                 for image in json.loads(out or "[]")]
 
     def logs(self, containers):
-        wanted = self.params["log_services"]
-        counts = {}
+        """({service: {pattern: count}}, {service: {group: values}}) of the services asked for."""
+        wanted, since = self.params["log_services"], self.params["log_since"]
+        counts, values = {}, {}
         for container in containers:
-            if container["service"] in counts or not ("*" in wanted or container["service"] in wanted):
+            service = container["service"]
+            if service in counts or not ("*" in wanted or service in wanted):
                 continue
-            _, out, err = self.run(["docker", "logs", "--tail", str(self.params["log_lines"]), container["name"]])
-            counts[container["service"]] = log_counts(f"{out}\n{err}", self.params["log_patterns"])
-        return counts
+            window = ["--since", str(since[service])] if service in since else ["--tail", str(self.params["log_lines"])]
+            _, out, err = self.run(["docker", "logs"] + window + [container["name"]])
+            counts[service], values[service] = log_counts(f"{out}\n{err}", self.params["log_patterns"])
+        return counts, values
 
     def writable(self, containers):
         running = {container["service"]: container["name"] for container in containers if container["status"] == "running"}
@@ -389,6 +424,8 @@ def main():
             "log_services": {"type": "list", "elements": "str", "default": []},
             "log_lines": {"type": "int", "default": 100},
             "log_patterns": {"type": "list", "elements": "str", "default": []},
+            "log_since": {"type": "dict", "default": {}},
+            "read_model": {"type": "bool", "default": True},
             "writable_paths": {"type": "dict", "default": {}},
             "wait_timeout": {"type": "int", "default": 0},
             "wait_services": {"type": "list", "elements": "str", "default": []},
@@ -398,16 +435,21 @@ def main():
     )
     stack = Stack(module)
     params = module.params
-    result = {"changed": False, "model": stack.model()}
+    unread = {"ok": None, "rc": None, "unset_variables": [], "services": {}}
+    result = {"changed": False, "model": stack.model() if params["read_model"] else unread}
     if params["wait_timeout"] > 0:
         result["wait"] = stack.wait(params["wait_services"] or list(result["model"]["services"]))
+    read_at = time.time()
     containers = stack.containers()
+    logs, log_values = stack.logs(containers)
     result.update(
+        now=read_at,
         containers=containers,
         config_hashes=stack.config_hashes() if params["config_hashes"] and not params["compose_v1"] else {},
         images=stack.images(containers) if params["images"] else [],
         env_file=env_file_state(params["env_file"], params["env_file_rendered"]),
-        logs=stack.logs(containers),
+        logs=logs,
+        log_values=log_values,
         writable=stack.writable(containers),
     )
     module.exit_json(**result)
