@@ -7,6 +7,7 @@ import json
 import os
 import re
 import secrets
+import shlex
 import shutil
 import sys
 import tempfile
@@ -197,12 +198,30 @@ def execute(command_name: str, playbook: str, options: RunOptions, *, check: boo
     meta = {"run_id": run_id, "command": command_name, "inventory": str(options.inventory), "limit": options.limit,
             "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)), "started_epoch": int(started),
             "duration_s": round(time.time() - started, 2), "artifacts": str(run_dir)}
-    document = redact_data(report.run_document(meta, stages, code), hidden)
+    document = redact_data(_runnable_commands(report.run_document(meta, stages, code), options), hidden)
     report.write(run_dir, document)
     redact_tree(run_dir, hidden)
     _rotate(options.artifacts_dir, options.keep_runs)
     (output or _print)(document, options.as_json)
     raise typer.Exit(code)
+
+
+def _runnable_commands(document: dict, options: RunOptions) -> dict:
+    """The `i2m-ops` commands of a diagnosis (each cause's command, and its action that quotes it)
+    completed with this run's --vault-password-file and -e @FILE options, as absolute paths, so
+    that they run as printed. A -e KEY=VALUE or inline mapping is never printed: it may hold a
+    secret. Returns the document, changed in place."""
+    extra = ["--vault-password-file", str(options.vault_password_file.resolve())] if options.vault_password_file else []
+    for value in options.extra_vars:
+        if value.startswith("@"):
+            extra += ["-e", "@" + str(Path(value[1:]).expanduser().resolve())]
+    for found in document.get("diagnosis", {}).values():
+        for cause in found.get("causes", []):
+            if extra and cause.get("command", "").startswith("i2m-ops "):
+                runnable = f"{cause['command']} {shlex.join(extra)}"
+                cause["action"] = cause["action"].replace(cause["command"], runnable)
+                cause["command"] = runnable
+    return document
 
 
 def _stage(name: str, playbook: str, inventory: Path, run_dir: Path, playbook_args: list, progress: Progress | None):

@@ -121,8 +121,8 @@ def diagnosis_sections(diagnosis: dict) -> list:
             lines.append(f"- {host}: no fault found.")
             continue
         top, others = found["causes"][0], found["causes"][1:]
-        fixes = "A remediation (build --no-cache, recreate) fixes it." if top["remediation_fixes"] else \
-            "A remediation (build --no-cache, recreate) will NOT fix it."
+        fixes = (f"Fixed by `{top['command']}`." if top["command"] else "No command fixes it: it needs a change by hand.") + (
+            "" if top["remediation_fixes"] else " A remediation (build --no-cache, recreate) will NOT fix it.")
         lines.append(f"- **{host}: {top['cause']}.** {fixes}")
         lines += [f"  - evidence: {line}" for line in top["evidence"]]
         lines += [f"  - also possible: {cause['cause']}" for cause in others]

@@ -1,18 +1,29 @@
-"""Drift and diagnosis on a stand-in stack of this module's own, each fault injected for real.
+"""The fault catalogue: faults injected for real, one at a time, into a stand-in stack of this
+module's own, in production's shape.
 
-For every fault, `i2m-ops diagnose` must name it as the most likely cause and `i2m-ops drift`
-(where it applies) must exit 2 with the matching items; then the stack is restored.
+For each fault, `i2m-ops diagnose` must put the right cause first; its command, run exactly as
+printed (from another folder, through a shell), must leave `i2m-ops verify` green, or, for a
+code bug, diagnose must say that no remediation fixes it and print no command; `i2m-ops drift`
+must exit 2 naming it wherever the host differs from the inventory; the data written into every
+volume before the first fault must still be there after the last. The README's catalogue table
+lists the same faults.
 """
 
 import subprocess
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
+import docker
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
+import yaml
 from canary import canary_hits
-from conftest import REPO, VENV_BIN
+from conftest import REPO, VENV_BIN, Run
+from prometheus_client.parser import text_string_to_metric_families
+from stack_data import assert_markers, run_in, wait_healthy, write_markers
 
 ENV_FILE = ".env.production"
+BACKEND_MAIN = Path("backend") / "app" / "main.py"
 
 
 def top_cause(stack, vars_file=None):
@@ -30,7 +41,21 @@ def drift_items(stack, vars_file=None):
 
 def edit_env_file(stack, change):
     path = stack.project_dir / ENV_FILE
-    path.write_text(change(path.read_text()))
+    path.write_bytes(change(path.read_bytes().decode()).encode())
+
+
+def docker_cli(*argv):
+    subprocess.run(["docker", *argv], check=True, capture_output=True)
+
+
+def render_env_file_only(stack, vars_file):
+    """The env file rendered from an inventory, the containers left alone."""
+    assert stack.playbook("../tests/playbooks/render_env_file_only.yml", vars_file).returncode == 0
+
+
+def rebuild_backend(stack):
+    stack.compose("build", "backend")
+    stack.compose("up", "-d", "--no-deps", "backend")
 
 
 @pytest.fixture(scope="module")
@@ -40,21 +65,141 @@ def deployed(stack):
     return stack
 
 
+@pytest.fixture(scope="module")
+def markers(deployed):
+    return write_markers(deployed)
+
+
 @pytest.fixture
 def restore(deployed):
-    """After a fault, the stack as the inventory wants it again: deploy re-renders the env file
+    """After a change, the stack as the inventory wants it again: deploy re-renders the env file
     and recreates every container whose configuration differs from it."""
     yield deployed
     run = deployed.playbook("deploy.yml")
     assert run.returncode == 0, run.output[-3000:]
 
 
-@pytest.fixture
-def rebuild(deployed):
-    """After a fault in the code, the stand-in's own code back and the backend rebuilt."""
-    yield deployed
-    run = deployed.playbook("remediate.yml")
-    assert run.returncode == 0, run.output[-3000:]
+@pytest.fixture(scope="module")
+def inventory_changes():
+    """What the later faults have changed in the inventory, kept: the faults that rotate a value
+    leave the stack deployed with it, and the next fault starts from there."""
+    return {}
+
+
+@dataclass
+class Fault:
+    name: str
+    inject: Callable  # (stack, vars_file) -> None
+    cause: str  # how the first cause begins
+    drifted: Callable | None = None  # (drift items) -> bool, where the host differs from the inventory
+    evidence: str = ""  # a line the first cause's evidence holds
+    code_bug: bool = False  # no command fixes it: the fault is undone by rebuilding the stand-in's code
+    changes_inventory: dict = field(default_factory=dict)  # secrets changed in the inventory first
+
+
+def names(service, check, item=None, state=""):
+    return lambda items: any(found[:2] == (service, check) and (item is None or found[2] == item) and found[3].startswith(state)
+                             for found in items)
+
+
+def stale_by_squatter(stack, vars_file):
+    """The backend recreated at another address, its old one taken by another container: nginx,
+    which resolved `backend` when it started (no resolver, as in production), sends the API's
+    requests to the squatter, which refuses them."""
+    network = f"{stack.name}-frontend-network"  # nginx's way to the backend
+    old_address = stack.container("backend").attrs["NetworkSettings"]["Networks"][network]["IPAddress"]
+    stack.compose("rm", "--stop", "--force", "backend")
+    squatter = docker.from_env().containers.run("i2m-base:trixie", ["sleep", "infinity"], detach=True, network=network,
+                                                name=f"{stack.name}-squatter", labels={"io.i2m.test": stack.name})
+    squatter.reload()
+    assert squatter.attrs["NetworkSettings"]["Networks"][network]["IPAddress"] == old_address
+    stack.compose("up", "-d", "--no-deps", "backend")
+    wait_healthy(stack, "backend")
+
+
+def import_error_at_start(stack, vars_file):
+    main = stack.project_dir / BACKEND_MAIN
+    main.write_text("import i2m_missing_module  # the production ImportError kind of bug\n" + main.read_text())
+    rebuild_backend(stack)
+
+
+def name_error_at_request(stack, vars_file):
+    # production's bug: a missing import in one upload route, raised at request time
+    main = stack.project_dir / BACKEND_MAIN
+    main.write_text(main.read_text().replace('    job_id = uuid.uuid4().hex\n', '    job_id = uuid.uuid4().hex\n    shutil.rmtree\n', 1))
+    rebuild_backend(stack)
+
+
+FAULTS = [
+    Fault("redis stopped", lambda stack, _: docker_cli("stop", f"{stack.name}-redis"),
+          "redis is not running as it should", names("redis", "container", "running", "exited")),
+    Fault("postgres stopped", lambda stack, _: docker_cli("stop", f"{stack.name}-postgres"),
+          "postgres is not running as it should", names("postgres", "container", "running", "exited")),
+    Fault("backend stopped", lambda stack, _: docker_cli("stop", f"{stack.name}-backend"),
+          "backend is not running as it should", names("backend", "container", "running", "exited"),
+          evidence="nginx http via nginx upload with API key: "),
+    Fault("worker killed", lambda stack, _: docker_cli("kill", f"{stack.name}-worker"),
+          "worker is not running as it should", names("worker", "container", "running", "exited")),
+    Fault("a value edited on the host", lambda stack, _: edit_env_file(
+        stack, lambda text: text.replace("RATE_LIMIT_PER_MINUTE='60'", "RATE_LIMIT_PER_MINUTE='5'")),
+          "the env file on the host differs from the inventory (RATE_LIMIT_PER_MINUTE) and the containers do not run what it says",
+          names("-", "env file", "RATE_LIMIT_PER_MINUTE", "set otherwise in the file on the host")),
+    Fault("a key twice in the env file", lambda stack, _: edit_env_file(stack, lambda text: text + "RATE_LIMIT_PER_HOUR='1'\n"),
+          "the env file on the host is not the one the inventory renders",
+          names("-", "env file", "RATE_LIMIT_PER_HOUR", "set 2 times in the file on the host")),
+    Fault("line endings changed", lambda stack, _: edit_env_file(stack, lambda text: text.replace("\n", "\r\n")),
+          "the env file on the host is not the one the inventory renders",
+          names("-", "env file", "content", "the file on the host differs from the inventory's rendering")),
+    Fault("a required key removed from the env file", lambda stack, _: edit_env_file(
+        stack, lambda text: "".join(line for line in text.splitlines(True) if not line.startswith("API_KEY="))),
+          "the env file on the host differs from the inventory (API_KEY)",
+          names("-", "env file", "API_KEY", "in the inventory, missing from the file on the host"),
+          evidence="- env file on disk API_KEY: missing"),
+    Fault("a glued assignment", lambda stack, _: edit_env_file(stack, lambda text: "\n".join(
+        line + "BACKEND_HOST=backend" if line.startswith("PUBLIC_API_URL=") else line
+        for line in text.splitlines() if not line.startswith("BACKEND_HOST=")) + "\n"),
+          "the env file on the host is not the one the inventory renders",
+          names("-", "env file", "PUBLIC_API_URL", "set otherwise"), evidence="another assignment glued on (BACKEND_HOST=)"),
+    Fault("started without --env-file (the report's)", lambda stack, _: stack.compose(
+        "up", "-d", "--force-recreate", "--no-deps", "backend", "worker", with_env_file=False),
+          "the containers were started without --env-file", names("backend", "env", "API_KEY", "empty")),
+    Fault("nginx at the backend's old address", stale_by_squatter,
+          "nginx sends requests to an address the backend no longer has", None),
+    Fault("uploads volume not writable", lambda stack, _: run_in(stack, "backend", "chmod", "0555", "/app/uploads", user="0"),
+          "the backend's user (app) cannot write /app/uploads", None),
+    Fault("an ImportError at start", import_error_at_start,
+          "backend crashes at start on an error in the application code", names("backend", "container", "running"),
+          code_bug=True),
+    Fault("a NameError at request time", name_error_at_request, "a bug in the application code at request time", None,
+          code_bug=True),
+    # From here on each fault changes the inventory, and its fix deploys the change.
+    Fault("a value changed, then docker restart", lambda stack, vars_file: (
+        render_env_file_only(stack, vars_file), docker_cli("restart", f"{stack.name}-backend")),
+          "stale containers", names("backend", "config hash", "compose config", "differs"),
+          changes_inventory={"RATE_LIMIT_PER_HOUR": "900"}),
+    Fault("the inventory ahead of the host (a rotated secret)", lambda stack, vars_file: None,
+          "the inventory is ahead of the host (API_KEY)", names("-", "env file", "API_KEY", "set otherwise"),
+          changes_inventory={"API_KEY": "i2mRotatedKey"}),
+    Fault("redis started with another password", render_env_file_only,
+          "the redis password in the env file no longer matches the running redis",
+          names("redis", "config hash", "compose config", "differs"),
+          changes_inventory={"REDIS_PASSWORD": "i2mNewRedisPassword", **{
+              key: "redis://:i2mNewRedisPassword@redis:6379/0" for key in ("REDIS_URL", "CELERY_BROKER_URL", "CELERY_RESULT_BACKEND")}}),
+]
+
+
+def inventory_with(stack, changes: dict) -> Path:
+    """A vars file of the stack's inventory with these values (secrets or not) changed."""
+    env = yaml.safe_load((REPO / "inventory/local/group_vars/all/env.yml").read_text())["i2m_env"]
+    return stack.vars_file(i2m_env_secrets={**stack.secrets, **{key: value for key, value in changes.items() if key in stack.secrets}},
+                           i2m_env={**env, **{key: value for key, value in changes.items() if key not in stack.secrets}})
+
+
+def run_as_printed(stack, command: str, folder: Path) -> Run:
+    """A printed command through a shell, from another folder, with the venv's i2m-ops first on PATH."""
+    done = subprocess.run(command, shell=True, cwd=folder, capture_output=True, text=True, timeout=900,
+                          env={"PATH": f"{VENV_BIN}:/usr/local/bin:/usr/bin:/bin", "HOME": str(Path.home())})
+    return stack._kept(command.split()[0], Run(done.returncode, done.stdout + done.stderr))
 
 
 def stack_state(stack):
@@ -78,83 +223,6 @@ def test_drift_changes_nothing(deployed):
     before = stack_state(deployed)
     assert drift_items(deployed, deployed.vars_file(i2m_env_secrets={**deployed.secrets, "API_KEY": "changed-but-not-applied"}))[0] == 2
     assert stack_state(deployed) == before
-
-
-def test_stale_containers(deployed, restore):
-    rotated = deployed.vars_file(i2m_env_secrets={**deployed.secrets, "API_KEY": "i2mRotatedKey"})
-    assert deployed.playbook("../tests/playbooks/render_env_file_only.yml", rotated).returncode == 0
-    cause = top_cause(deployed, rotated)
-    assert cause["cause"].startswith("stale containers") and cause["remediation_fixes"]
-    code, items = drift_items(deployed, rotated)
-    assert code == 2
-    assert {("backend", "env", "API_KEY", "mismatch"), ("frontend", "env", "API_KEY", "mismatch")} <= items
-    assert ("backend", "started after env file", "start time", "started before the env file last changed") in items
-
-
-def test_stack_started_without_env_file(deployed, restore):
-    deployed.compose("up", "-d", "--force-recreate", "--no-deps", "backend", "worker", with_env_file=False)
-    cause = top_cause(deployed)
-    assert cause["cause"].startswith("the containers were started without --env-file")
-    code, items = drift_items(deployed)
-    assert code == 2 and ("backend", "env", "API_KEY", "empty") in items
-
-
-def test_required_key_missing_from_env_file(deployed, restore):
-    edit_env_file(deployed, lambda text: "".join(line for line in text.splitlines(True) if not line.startswith("API_KEY=")))
-    cause = top_cause(deployed)
-    assert cause["cause"] == "a required key is missing or empty in the env file"
-    assert "- env file on disk API_KEY: missing" in cause["evidence"]
-    code, items = drift_items(deployed)
-    assert code == 2 and ("-", "env file", "API_KEY", "missing from file") in items
-
-
-def test_malformed_env_line_with_a_glued_assignment(deployed, restore):
-    def glue(text):
-        lines = [line for line in text.splitlines() if not line.startswith("BACKEND_HOST=")]
-        return "\n".join(line + "BACKEND_HOST=backend" if line.startswith("PUBLIC_API_URL=") else line for line in lines) + "\n"
-
-    edit_env_file(deployed, glue)
-    cause = top_cause(deployed)
-    assert cause["cause"].startswith("a malformed line in the env file")
-    assert any("PUBLIC_API_URL" in line and "BACKEND_HOST" in line for line in cause["evidence"])
-    code, items = drift_items(deployed)
-    assert code == 2 and ("-", "env file", "PUBLIC_API_URL", "differs") in items
-
-
-def test_nginx_cannot_reach_a_stopped_backend(deployed, restore):
-    subprocess.run(["docker", "stop", f"{deployed.name}-backend"], check=True, capture_output=True)
-    cause = top_cause(deployed)
-    assert cause["cause"] == "nginx cannot reach the backend: the backend is not running"
-    code, items = drift_items(deployed)
-    assert code == 2 and any(item[:3] == ("backend", "container", "running") and item[3].startswith("exited")
-                             for item in items)
-
-
-def test_backend_crashing_on_an_import_error_is_not_sent_to_remediation(deployed, rebuild):
-    main = deployed.project_dir / "backend" / "app" / "main.py"
-    main.write_text("import i2m_missing_module  # the production NameError/ImportError kind of bug\n" + main.read_text())
-    deployed.compose("build", "backend")
-    deployed.compose("up", "-d", "--no-deps", "backend")
-    cause = top_cause(deployed)
-    assert cause["cause"].startswith("the backend crashes at start on an error in the application code")
-    assert cause["remediation_fixes"] is False
-    assert "remediate" not in cause["action"] and "docker logs" in cause["action"]
-    code, items = drift_items(deployed)
-    assert code == 2 and any(item[:3] == ("backend", "container", "running") for item in items)
-
-
-def test_redis_password_in_env_file_no_longer_matches_running_redis(deployed, restore):
-    password = "i2mNewRedisPassword"
-    url = f"redis://:{password}@redis:6379/0"
-    changed = deployed.vars_file(i2m_env_secrets={**deployed.secrets, "REDIS_PASSWORD": password, "REDIS_URL": url,
-                                                  "CELERY_BROKER_URL": url, "CELERY_RESULT_BACKEND": url})
-    assert deployed.playbook("../tests/playbooks/render_env_file_only.yml", changed).returncode == 0
-    cause = top_cause(deployed, changed)
-    assert cause["cause"].startswith("the redis password in the env file no longer matches the running redis")
-    code, items = drift_items(deployed, changed)
-    # The password reaches redis through its command, so the configuration compose would give redis now differs
-    assert code == 2 and ("redis", "config hash", "compose config",
-                          "differs: the container predates the current configuration") in items
 
 
 def test_diagnosis_report_reads_like_the_seed_report(deployed):
@@ -221,6 +289,36 @@ def test_drift_remediate_fixes_only_the_drifted_hosts_without_asking_when_told(d
     assert drift_items(deployed, rotated) == (0, set())
 
 
+@pytest.mark.parametrize("fault", FAULTS, ids=[fault.name for fault in FAULTS])
+def test_fault_is_diagnosed_and_its_printed_command_fixes_it(deployed, markers, inventory_changes, fault, tmp_path):
+    inventory_changes.update(fault.changes_inventory)
+    vars_file = inventory_with(deployed, inventory_changes)
+    fault.inject(deployed, vars_file)
+    try:
+        cause = top_cause(deployed, vars_file)
+        assert cause["cause"].startswith(fault.cause), cause
+        assert not fault.evidence or any(fault.evidence in line for line in cause["evidence"]), cause["evidence"]
+        if fault.drifted:
+            code, items = drift_items(deployed, vars_file)
+            assert code == 2 and fault.drifted(items), items
+        if fault.code_bug:
+            assert cause["command"] == "" and cause["remediation_fixes"] is False
+            assert "docker logs" in cause["action"]
+            return
+        fixed = run_as_printed(deployed, cause["command"], tmp_path)
+        assert fixed.returncode == 0, fixed.output[-3000:]
+    finally:
+        if fault.code_bug:
+            main = deployed.project_dir / BACKEND_MAIN
+            main.write_text((REPO / "standin" / BACKEND_MAIN).read_text())
+            rebuild_backend(deployed)
+        for container in docker.from_env().containers.list(all=True, filters={"label": f"io.i2m.test={deployed.name}"}):
+            container.remove(force=True)
+    code, document = deployed.cli("verify", vars_file=vars_file)
+    assert code == 0, [check for check in document["checks"]["localhost"] if not check["ok"]]
+    assert_markers(deployed, markers)
+
+
 def test_no_canary_in_any_output(deployed):
-    assert len(deployed.outputs) >= 10
+    assert len(deployed.outputs) >= 40
     assert canary_hits("\n".join(deployed.outputs), deployed.secrets) == []

@@ -5,13 +5,20 @@ remediate, then check the data and the refusals of bad input.
 """
 
 import hashlib
-import subprocess
+import socket
 
 import docker
 import pytest
 import yaml
 from canary import canary_hits
 from conftest import REPO
+from stack_data import assert_markers, wait_healthy, write_markers
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 def fingerprint(value: str) -> str:
@@ -22,47 +29,9 @@ def container_env(container) -> dict:
     return dict(item.split("=", 1) for item in container.attrs["Config"]["Env"])
 
 
-def run_in(stack, service: str, *argv: str, environment: dict | None = None) -> str:
-    result = stack.container(service).exec_run(list(argv), environment=environment)
-    assert result.exit_code == 0, f"{argv[0]} in {service} failed"
-    return result.output.decode().strip()
-
-
-def redis_command(stack, *args: str) -> str:
-    # The password travels in the exec's environment, not its arguments.
-    return run_in(stack, "redis", "redis-cli", *args, environment={"REDISCLI_AUTH": stack.secrets["REDIS_PASSWORD"]})
-
-
-def psql(stack, sql: str) -> str:
-    return run_in(stack, "postgres", "psql", "-U", "image2model", "-d", "image2model", "-tAc", sql)
-
-
-def wait_healthy(stack, service: str) -> None:
-    for _ in range(60):
-        container = stack.container(service)
-        if container.attrs["State"].get("Health", {}).get("Status") == "healthy":
-            return
-        subprocess.run(["sleep", "1"], check=True)
-    pytest.fail(f"{service} did not become healthy")
-
-
-# A file of its own in every named volume that a service writes to (redis and postgres by their
-# own means), checked after each remediation: remediation never removes a volume.
-VOLUME_FILES = [("backend", "/app/uploads/i2m-marker"), ("backend", "/app/results/i2m-marker"),
-                ("backend", "/app/models/i2m-marker"), ("nginx", "/var/log/nginx/i2m-marker")]
-
-
 @pytest.fixture(scope="module")
 def markers(stack):
-    """Data written before any remediation: a redis key, a postgres row, a file in each of the
-    other named volumes, and an uploaded file."""
-    redis_command(stack, "SET", "i2m:test:marker", "written-before")
-    psql(stack, "CREATE TABLE i2m_marker (note text); INSERT INTO i2m_marker VALUES ('written-before')")
-    for service, path in VOLUME_FILES:
-        run_in(stack, service, "sh", "-c", f"echo written-before > {path}")
-    response = stack.upload(stack.secrets["API_KEY"])
-    assert response.status_code == 200, f"marker upload answered {response.status_code}"
-    return {"job_id": response.json()["job_id"]}
+    return write_markers(stack)
 
 
 def test_deploy_twice_second_run_changes_nothing(stack):
@@ -83,6 +52,20 @@ def test_the_shell_environment_never_beats_the_env_file(stack):
     backend = container_env(stack.container("backend"))
     assert backend["RATE_LIMIT_PER_MINUTE"] == rate_limit
     assert fingerprint(backend["API_KEY"]) == fingerprint(stack.secrets["API_KEY"])
+
+
+def test_the_shell_environment_never_beats_a_default_of_the_compose_file(stack):
+    # ${NGINX_HTTP_PORT:-} has a default: with the key out of the env file, compose takes the
+    # default, whatever the operator's shell holds.
+    env = yaml.safe_load((REPO / "inventory/local/group_vars/all/env.yml").read_text())["i2m_env"]
+    nginx = stack.container("nginx")
+    shell_port = str(free_port())
+    without = stack.vars_file(i2m_env={key: value for key, value in env.items() if key != "NGINX_HTTP_PORT"})
+    run = stack.playbook("deploy.yml", without, env={"NGINX_HTTP_PORT": shell_port})
+    assert run.returncode == 0, run.output[-3000:]
+    assert stack.container("nginx").id == nginx.id
+    assert stack.container("nginx").attrs["NetworkSettings"]["Ports"]["80/tcp"][0]["HostPort"] != shell_port
+    assert stack.playbook("deploy.yml").returncode == 0
 
 
 @pytest.mark.parametrize("service, key", [("backend", "API_KEY"), ("backend", "ADMIN_API_KEY"), ("frontend", "API_KEY"),
@@ -132,11 +115,7 @@ def test_report_failure_reproduced_then_remediated(stack, markers):
 
 
 def test_data_written_before_remediation_is_still_there(stack, markers):
-    assert redis_command(stack, "GET", "i2m:test:marker") == "written-before"
-    assert psql(stack, "SELECT note FROM i2m_marker") == "written-before"
-    for service, path in VOLUME_FILES:
-        assert run_in(stack, service, "cat", path) == "written-before"
-    assert run_in(stack, "backend", "ls", f"/app/uploads/{markers['job_id']}").split() == ["marker.png"]
+    assert_markers(stack, markers)
 
 
 @pytest.mark.parametrize("strategy", ["build-first", "report"])

@@ -41,8 +41,9 @@ def test_env_file_differences_name_keys_never_values():
     rendered = "# managed\nA='1'\nB='secret'\nC='x'\n"
     on_disk = "A='1'\nB='other secret'\nB='secret'\nD='y'\n"
     assert env_file_key_differences(rendered, on_disk) == [
-        {"item": "C", "state": "missing from file"}, {"item": "D", "state": "not in inventory"},
-        {"item": "B", "state": "set 2 times (compose takes the last)"}]
+        {"item": "C", "state": "in the inventory, missing from the file on the host"},
+        {"item": "D", "state": "in the file on the host, not in the inventory"},
+        {"item": "B", "state": "set 2 times in the file on the host (compose takes the last)"}]
 
 
 def test_env_file_bytes_are_compared_beyond_the_keys(tmp_path):

@@ -14,12 +14,13 @@ def drift_env_file_items(on_disk, mode):
     inventory, set twice, differs), "differs from its rendering" where the bytes do but no key
     does (line endings, comments, stray lines), and its mode against `mode`."""
     if not on_disk["exists"]:
-        return [_item("-", "env file", "file", "missing: i2m-ops deploy renders it", False)]
+        return [_item("-", "env file", "file", "missing on the host", False)]
     items = [_item("-", "env file", entry["item"], entry["state"], False) for entry in on_disk["keys"]]
     if not items and not on_disk["same_bytes"]:
-        items.append(_item("-", "env file", "content", "differs from its rendering (line endings, comments or stray lines)", False))
+        items.append(_item("-", "env file", "content", "the file on the host differs from the inventory's rendering "
+                           "(line endings, comments or stray lines)", False))
     if on_disk["mode"] != mode:
-        items.append(_item("-", "env file", "mode", f"mode {on_disk['mode']}, not {mode}", False))
+        items.append(_item("-", "env file", "mode", f"mode {on_disk['mode']} on the host, not {mode}", False))
     return items or [_item("-", "env file", "content", "as rendered", True)]
 
 
@@ -33,7 +34,8 @@ def drift_config_hash_items(containers, hashes):
             continue
         same = container["config_hash"] == config_hash
         items.append(_item(service, "config hash", "compose config",
-                           "current" if same else "differs: the container predates the current configuration", same))
+                           "current" if same else "differs: the container was created from another configuration than the "
+                           "compose files and the env file give now", same))
     return items
 
 

@@ -122,7 +122,7 @@ model:
   returned: always
 containers:
   description: The project's containers, C(compose run) ones left out, each C({id, service, name, status,
-    health, started_at, image_id, image_name, config_hash, addresses, published, env}), env as fingerprints.
+    health, started_at, image_id, image_name, user, config_hash, addresses, published, env}), env as fingerprints.
   type: list
   returned: always
 config_hashes:
@@ -220,6 +220,7 @@ def container_summary(inspected, key):
         "started_at": state.get("StartedAt"),
         "image_id": inspected["Image"],
         "image_name": inspected["Config"].get("Image", ""),
+        "user": inspected["Config"].get("User") or "",
         "config_hash": labels.get(HASH_LABEL, ""),
         "addresses": {name: info.get("IPAddress") for name, info in (network.get("Networks") or {}).items()},
         "published": {port: [f"{b['HostIp']}:{b['HostPort']}" for b in bindings] for port, bindings in ports.items() if bindings},
@@ -302,16 +303,17 @@ def _assignments(text):
 
 
 def env_file_key_differences(rendered, on_disk):
-    """Keys whose line differs between the rendering and the file on disk, names only: missing
-    from the file, not in the inventory, set more than once, or differing."""
+    """Keys whose line differs between the rendering and the file on disk, names only, each
+    saying which way the difference goes: in the inventory only, on the host only, set more than
+    once on the host, or set otherwise on the host."""
     want, have = _assignments(rendered), _assignments(on_disk)
-    items = [{"item": key, "state": "missing from file"} for key in sorted(set(want) - set(have))]
-    items += [{"item": key, "state": "not in inventory"} for key in sorted(set(have) - set(want))]
+    items = [{"item": key, "state": "in the inventory, missing from the file on the host"} for key in sorted(set(want) - set(have))]
+    items += [{"item": key, "state": "in the file on the host, not in the inventory"} for key in sorted(set(have) - set(want))]
     for key in sorted(set(want) & set(have)):
         if len(have[key]) > 1:
-            items.append({"item": key, "state": f"set {len(have[key])} times (compose takes the last)"})
+            items.append({"item": key, "state": f"set {len(have[key])} times in the file on the host (compose takes the last)"})
         elif have[key][-1] != want[key][-1]:
-            items.append({"item": key, "state": "differs"})
+            items.append({"item": key, "state": "set otherwise in the file on the host than the inventory renders it"})
     return items
 
 

@@ -111,12 +111,13 @@ def verify_probe_checks(probe_results):
              "ok": probe["ok"]} for probe in probe_results]
 
 
-def verify_log_checks(log_counts, fail_on_findings):
-    """One check per service and pattern, from compose_stack_info's {service: {pattern: count}}:
-    counts only, never lines."""
+def verify_log_checks(log_counts, fail_on_findings, patterns=None):
+    """One check per service and pattern (of `patterns` only, when given), from
+    compose_stack_info's {service: {pattern: count}}: counts only, never lines."""
     return [{"service": service, "check": "logs", "item": pattern, "state": f"{count} in recent lines" if count else "none",
              "ok": count == 0 or not fail_on_findings, "warn": count > 0}
-            for service, counts in sorted(log_counts.items()) for pattern, count in counts.items()]
+            for service, counts in sorted(log_counts.items()) for pattern, count in counts.items()
+            if patterns is None or pattern in patterns]
 
 
 def verify_check_line(check):

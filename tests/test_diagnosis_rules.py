@@ -1,0 +1,137 @@
+"""diagnose's rules on evidence built by hand, for the kinds of fault the catalogue of real
+faults (test_diagnosis.py) cannot inject cheaply: a proxy that cannot resolve its upstream or
+times out, a proxy pointed at the wrong port, an unhealthy service, compose unable to read its
+files, evidence that no rule explains. Pure functions: no engine needed."""
+
+import sys
+
+import pytest
+from conftest import REPO
+
+sys.path.insert(0, str(REPO / "roles/diagnose/filter_plugins"))
+from diagnose import PROXY_ERRORS, diagnose_causes  # noqa: E402  (a role's filter, not a package)
+
+SERVICES = ["postgres", "redis", "backend", "worker", "flower", "nginx"]
+DEPENDS_ON = {"backend": ["postgres", "redis"], "worker": ["redis"], "flower": ["redis"], "nginx": ["backend"]}
+COMMANDS = {"deploy": "i2m-ops deploy -i inv -l web-1", "remediate": "i2m-ops remediate -i inv -l web-1",
+            "compose": "cd /opt/i2m && docker compose -p i2m --env-file /opt/i2m/.env.production"}
+
+
+def item(service, check, name, state, ok=False, warn=False):
+    return {"service": service, "check": check, "item": name, "state": state, "ok": ok, "warn": warn}
+
+
+def healthy():
+    """The evidence of a healthy stack, as diagnose gathers it."""
+    evidence = [item(service, "container", "running", "running, healthy", ok=True) for service in SERVICES]
+    evidence += [item(service, "env", "API_KEY", "match", ok=True) for service in ("backend", "frontend")]
+    evidence += [item(service, "config hash", "compose config", "current", ok=True) for service in SERVICES]
+    evidence += [item("-", "env file", "content", "as rendered", ok=True), item("-", "compose config", "files", "resolved", ok=True)]
+    for via, service in (("direct", "backend"), ("nginx", "nginx")):
+        evidence += [item(service, f"http via {via}", name, "answered 200", ok=True)
+                     for name in ("GET /health", "GET /api/v1/health/", "upload with API key")]
+    evidence += [item("backend", "logs", pattern, "none", ok=True) for pattern in ("Traceback", "NameError")]
+    return evidence
+
+
+def replaced(evidence, *changes):
+    """The evidence with the items of the same service, check and name replaced."""
+    keys = {(change["service"], change["check"], change["item"]) for change in changes}
+    return [entry for entry in evidence if (entry["service"], entry["check"], entry["item"]) not in keys] + list(changes)
+
+
+def causes(evidence, proxy_errors=None, upstreams=(), backend_url="http://172.20.0.5:8000"):
+    context = {"host": "web-1", "backend": "backend", "proxy": "nginx", "redis": "redis", "backend_urls": [backend_url],
+               "depends_on": DEPENDS_ON, "containers": {service: {"name": f"i2m-{service}", "user": "app" if service == "backend" else "",
+                                                                   "addresses": {}} for service in SERVICES},
+               "proxy_errors": {kind: 0 for kind in PROXY_ERRORS} | (proxy_errors or {}), "proxy_upstreams": list(upstreams),
+               "commands": COMMANDS}
+    return diagnose_causes(evidence, context)
+
+
+NGINX_API_FAILS = [item("nginx", "http via nginx", "GET /api/v1/health/", "answered 502"),
+                   item("nginx", "http via nginx", "upload with API key", "answered 502")]
+
+
+def test_no_fault_only_when_every_piece_of_evidence_passed():
+    assert causes(healthy()) == []
+
+
+def test_a_dependency_down_comes_first_and_what_fails_because_of_it_is_its_consequence():
+    evidence = replaced(healthy(), item("redis", "container", "running", "exited"),
+                        item("worker", "container", "running", "running, unhealthy"),
+                        item("backend", "http via direct", "GET /api/v1/health/", "answered 503"), *NGINX_API_FAILS)
+    [found] = causes(evidence)
+    assert found["cause"] == "redis is not running as it should (exited): worker fails because of it"
+    assert found["command"] == COMMANDS["deploy"] and found["remediation_fixes"]
+    assert "backend http via direct GET /api/v1/health/: answered 503" in found["evidence"]
+
+
+@pytest.mark.parametrize("service", ["worker", "flower", "nginx", "postgres"])
+def test_any_service_down_is_named_with_the_command_that_starts_it(service):
+    [found] = causes(replaced(healthy(), item(service, "container", "running", "exited")))
+    assert found["cause"].startswith(f"{service} is not running as it should") and found["command"] == COMMANDS["deploy"]
+
+
+def test_an_unhealthy_service_is_recreated_from_a_fresh_build_of_its_own():
+    [found] = causes(replaced(healthy(), item("flower", "container", "running", "running, unhealthy")))
+    assert found["command"] == f"{COMMANDS['remediate']} --services flower"
+
+
+@pytest.mark.parametrize("errors, upstreams, begins, command", [
+    ({"unresolved": 3}, [], "nginx cannot resolve the backend's name", ""),
+    ({"timeout": 2}, ["172.20.0.5:8000"], "the backend does not answer the proxy in time", f"{COMMANDS['remediate']} --services backend"),
+    ({"refused": 2}, ["172.20.0.5:8000"], "nginx is refused at the backend's own address", ""),
+    ({"refused": 2}, ["172.20.0.9:8000"], "nginx sends requests to an address the backend no longer has", f"{COMMANDS['compose']} kill -s HUP nginx"),
+    ({"unreachable": 2}, ["172.20.0.9:8000"], "nginx sends requests to an address the backend no longer has", f"{COMMANDS['compose']} kill -s HUP nginx"),
+    ({}, [], "nginx cannot reach the backend although the backend answers directly", f"{COMMANDS['compose']} kill -s HUP nginx"),
+], ids=["name-not-resolved", "timeout", "refused-at-its-address", "refused-at-an-old-address", "no-route-to-an-old-address", "no-error-logged"])
+def test_a_proxy_that_cannot_reach_the_backend_is_told_apart_by_its_own_error(errors, upstreams, begins, command):
+    [found] = causes(replaced(healthy(), *NGINX_API_FAILS), errors, upstreams)
+    assert found["cause"].startswith(begins) and found["command"] == command
+    assert found["remediation_fixes"] == bool(command)
+
+
+def test_stale_containers_by_config_hash_even_when_they_started_after_the_env_file():
+    # a value changed in the env file, then `docker restart`: the start time says fresh, the hash does not
+    [found] = causes(replaced(healthy(), item("backend", "config hash", "compose config", "differs"),
+                              item("backend", "env", "API_KEY", "mismatch")))
+    assert found["cause"].startswith("stale containers") and found["command"] == COMMANDS["deploy"]
+    assert found["evidence"][0] == "backend config hash compose config: differs"
+
+
+def test_a_stale_service_that_fails_is_stale_not_down():
+    [found] = causes(replaced(healthy(), item("worker", "config hash", "compose config", "differs"),
+                              item("worker", "container", "running", "running, unhealthy")))
+    assert found["cause"].startswith("stale containers")
+
+
+@pytest.mark.parametrize("env_state, config_state, begins", [
+    ("mismatch", "differs", "the env file on the host differs from the inventory (RATE_LIMIT_PER_MINUTE) and the containers do not run"),
+    ("match", "current", "the inventory is ahead of the host (RATE_LIMIT_PER_MINUTE)"),
+])
+def test_the_env_file_off_the_inventory_is_told_apart_by_direction(env_state, config_state, begins):
+    [found] = causes(replaced(healthy(), item("-", "env file", "RATE_LIMIT_PER_MINUTE", "set otherwise in the file on the host"),
+                              item("backend", "env", "API_KEY", env_state, ok=env_state == "match"),
+                              item("backend", "config hash", "compose config", config_state, ok=config_state == "current")))
+    assert found["cause"].startswith(begins) and found["command"] == COMMANDS["deploy"]
+    assert "never a compose command with the file as it is" in found["action"]
+
+
+def test_compose_unable_to_read_its_files_gets_no_command_that_would_reuse_them():
+    [found] = causes(replaced(healthy(), item("-", "compose config", "files", "compose config failed (exit 15)")))
+    assert found["cause"] == "compose cannot resolve the compose files with the env file" and found["command"] == ""
+
+
+def test_a_code_bug_at_request_time_gets_no_command():
+    [found] = causes(replaced(healthy(), item("backend", "http via direct", "upload with API key", "answered 500"),
+                              item("backend", "logs", "NameError", "2 in recent lines", ok=True, warn=True)))
+    assert found["cause"].startswith("a bug in the application code at request time") and found["command"] == ""
+    assert found["remediation_fixes"] is False
+
+
+def test_evidence_no_rule_explains_is_an_unexplained_cause_beside_the_explained_ones():
+    found = causes(replaced(healthy(), item("redis", "container", "running", "exited"),
+                            item("-", "drift", "something new", "a state no rule knows")))
+    assert [cause["cause"].split(" ")[0] for cause in found] == ["redis", "unexplained:"]
+    assert found[1]["evidence"] == ["- drift something new: a state no rule knows"] and found[1]["command"] == ""
