@@ -19,7 +19,8 @@ description:
     process of that session has the log open or names it in its command line. A session that
     ended, or whose id now belongs to an unrelated process (ids are reused), is left alone.
   - Sends SIGTERM to every process of the session, waits up to O(timeout) seconds for them to
-    end, then sends SIGKILL to whatever is left. Reads /proc, so Linux hosts only.
+    end, then sends SIGKILL to whatever is left and waits for it to be gone. Reads /proc, so
+    Linux hosts only.
 options:
   log:
     description: The build's log, whose first line names its session.
@@ -63,6 +64,8 @@ killed:
 
 SESSION_LINE = re.compile(r"^i2m-build-session=(\d+)\s*$")
 EXIT_LINE = re.compile(r"^i2m-build-exit=\d+\s*$", re.MULTILINE)
+# How long processes sent SIGKILL get to be gone (the kernel ends them at once, when scheduled)
+KILL_WAIT_S = 5
 
 
 def _session_and_state(pid: int) -> tuple:
@@ -145,6 +148,9 @@ def stop_build_session(log: str, timeout: float = 10, check_mode: bool = False) 
     # Whatever of the session still runs: the processes signalled, or children they started since.
     result["killed"] = session_processes(session)
     _signal_all(result["killed"], signal.SIGKILL)
+    deadline = time.monotonic() + KILL_WAIT_S
+    while session_processes(session) and time.monotonic() < deadline:
+        time.sleep(0.05)
     return result
 
 
