@@ -22,6 +22,8 @@ from typer.core import TyperCommand, TyperGroup
 
 from i2m_ops import __version__, inputs, prometheus, report
 from i2m_ops.errors import CannotStart
+from i2m_ops.folding import StageResult
+from i2m_ops.interrupts import INTERRUPTED_EXIT, Interrupted, Interrupts, StopNow, wait_for_playbook_processes
 from i2m_ops.lock import InventoryLock
 from i2m_ops.progress import Progress
 from i2m_ops.redact import redact_data, redact_tree
@@ -152,8 +154,12 @@ def _rotate(artifacts_dir: Path, keep: int) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
+# Stages whose interrupt leaves a stack half changed: playbooks/recover.yml runs after them.
+RECOVERED_PLAYBOOKS = {"remediate.yml"}
+
+
 def execute(command_name: str, playbook: str, options: RunOptions, *, check: bool = False, more_vars: dict | None = None,
-            follow_up=None, output=None, changes_hosts: bool = True) -> None:
+            follow_up=None, output=None, changes_hosts: bool = True, own_arguments: list | None = None) -> None:
     """Every command: check inputs, take the lock, run the playbook, write and print the report.
 
     command_name names the run and its artifacts; playbook is a file of playbooks/; options are
@@ -163,58 +169,134 @@ def execute(command_name: str, playbook: str, options: RunOptions, *, check: boo
     document, prints or writes it.
     changes_hosts: take the inventory's lock (False for read-only runs: they never wait for a
     remediation, and report a stack whose lock it holds as "remediation in progress").
+    own_arguments: the command's own options as typed (remediate's --strategy, --services), for
+    the commands printed after a second interrupt.
+    SIGINT or SIGTERM (see i2m_ops/interrupts.py): the playbook is stopped, no further stage
+    starts, a remediation is recovered (playbooks/recover.yml), and the run exits 130.
     Always ends with typer.Exit: the documented exit code (3 when the run could not start).
     """
     started = time.time()
-    try:
-        variables = {**inputs.parse_extra_vars(options.extra_vars), **(more_vars or {})}
-        inputs.check_vault_password_file(options.vault_password_file)
-        lock = (InventoryLock(REPO / ".state" / "locks", options.inventory, f"i2m-ops {command_name}")
-                if changes_hosts else contextlib.nullcontext())
-        with lock, tempfile.TemporaryDirectory(prefix="i2m-ops-vars-") as vars_dir:
-            inventory_data = inputs.load_inventory(options.inventory, options.vault_password_file)
-            hidden = inputs.secret_values(inventory_data, variables, options.vault_password_file)
-            run_id = f"{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime(started))}-{command_name}-{secrets.token_hex(2)}"
-            run_dir = options.artifacts_dir / run_id
-            run_dir.mkdir(parents=True)
-            common = inputs.extra_vars_arguments(options.extra_vars, Path(vars_dir), more_vars or {})
-            common += ["--check"] if check else []
-            common += ["--vault-password-file", str(options.vault_password_file)] if options.vault_password_file else []
-            common += ["-" + "v" * options.verbose] if options.verbose else []
-            progress = None if options.as_json else Progress()
-            stages = [_stage(command_name, playbook, options.inventory, run_dir,
-                             common + (["-l", options.limit] if options.limit else []), progress)]
-            next_stage = follow_up(stages[0]) if follow_up else None
-            if next_stage:
-                name, next_playbook, hosts, next_vars = next_stage
-                # The follow-up asked, where it needed to.
-                confirmed = ["-e", json.dumps({"i2m_confirm": False, **next_vars})]
-                stages.append(_stage(name, next_playbook, options.inventory, run_dir,
-                                     common + confirmed + ["-l", ",".join(hosts)], progress))
-    except CannotStart as error:
-        typer.echo(f"i2m-ops {command_name}: cannot start: {error}", err=True)
-        raise typer.Exit(3) from None
-    code = report.exit_code(stages)
-    meta = {"run_id": run_id, "command": command_name, "inventory": str(options.inventory), "limit": options.limit,
-            "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)), "started_epoch": int(started),
-            "duration_s": round(time.time() - started, 2), "artifacts": str(run_dir)}
-    document = redact_data(_runnable_commands(report.run_document(meta, stages, code), options), hidden)
-    report.write(run_dir, document)
-    redact_tree(run_dir, hidden)
-    _rotate(options.artifacts_dir, options.keep_runs)
-    (output or _print)(document, options.as_json)
+    interrupts = Interrupts()
+    stages, run_dir, run_id, limits = [], None, None, {}
+    with interrupts:
+        try:
+            variables = {**inputs.parse_extra_vars(options.extra_vars), **(more_vars or {})}
+            inputs.check_vault_password_file(options.vault_password_file)
+            lock = (InventoryLock(REPO / ".state" / "locks", options.inventory, f"i2m-ops {command_name}")
+                    if changes_hosts else contextlib.nullcontext())
+            with lock, tempfile.TemporaryDirectory(prefix="i2m-ops-vars-") as vars_dir:
+                inventory_data = inputs.load_inventory(options.inventory, options.vault_password_file)
+                hidden = inputs.secret_values(inventory_data, variables, options.vault_password_file)
+                run_id = f"{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime(started))}-{command_name}-{secrets.token_hex(2)}"
+                interrupts.run_id = run_id
+                run_dir = options.artifacts_dir / run_id
+                run_dir.mkdir(parents=True)
+                common = inputs.extra_vars_arguments(options.extra_vars, Path(vars_dir), more_vars or {})
+                common += ["--check"] if check else []
+                common += ["--vault-password-file", str(options.vault_password_file)] if options.vault_password_file else []
+                common += ["-" + "v" * options.verbose] if options.verbose else []
+                progress = None if options.as_json else Progress()
+
+                def start(name: str, stage_playbook: str, limit: str | None, more: list, recovery: bool = False):
+                    """Runs one stage, unless a signal came first (a signal between stages starts none, but
+                    the recovery); listed as stopped until it ends, for a second signal that stops it."""
+                    stages.append(StageResult(name=name, playbook=f"playbooks/{stage_playbook}", status="stopped"))
+                    limits[name] = limit
+                    if interrupts.received and not recovery:
+                        stages[-1].status = "unstarted"
+                        return None
+                    stages[-1] = _stage(name, stage_playbook, options.inventory, run_dir,
+                                        common + more + (["-l", limit] if limit else []), progress, interrupts)
+                    return stages[-1]
+
+                first = start(command_name, playbook, options.limit, [])
+                if follow_up and first and not interrupts.received:
+                    with interrupts.prompting():
+                        next_stage = follow_up(first)
+                    if next_stage:
+                        name, next_playbook, hosts, next_vars = next_stage
+                        # The follow-up asked, where it needed to.
+                        start(name, next_playbook, ",".join(hosts), ["-e", json.dumps({"i2m_confirm": False, **next_vars})])
+                cut = next((stage for stage in stages if stage.interrupted), None)
+                if cut and Path(cut.playbook).name in RECOVERED_PLAYBOOKS:
+                    wait_for_playbook_processes(run_id)
+                    start("recover", "recover.yml", limits[cut.name], ["-e", json.dumps({"i2m_recover_run_id": run_id})],
+                          recovery=True)
+        except CannotStart as error:
+            if not interrupts.received:
+                typer.echo(f"i2m-ops {command_name}: cannot start: {error}", err=True)
+                raise typer.Exit(3) from None
+        except Interrupted:
+            pass  # at a prompt, between stages: the stages after it do not start
+        except StopNow:
+            pass  # a second signal: every process of the run is gone; what to run next is printed below
+        interrupts.done()  # from here on, a signal stops nothing: the report takes a moment
+        if run_dir is None:
+            typer.echo(f"i2m-ops {command_name}: {interrupts.received}: stopped before it started: nothing on the hosts "
+                       "was changed", err=True)
+            raise typer.Exit(INTERRUPTED_EXIT)
+        interrupted = _interruption(interrupts, stages, options, command_name, own_arguments or [], limits)
+        code = INTERRUPTED_EXIT if interrupted else report.exit_code(stages)
+        meta = {"run_id": run_id, "command": command_name, "inventory": str(options.inventory), "limit": options.limit,
+                "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)), "started_epoch": int(started),
+                "duration_s": round(time.time() - started, 2), "artifacts": str(run_dir)}
+        document = redact_data(_runnable_commands(report.run_document(meta, stages, code, interrupted), options), hidden)
+        report.write(run_dir, document)
+        redact_tree(run_dir, hidden)
+        _rotate(options.artifacts_dir, options.keep_runs)
+        if interrupted.get("stopped_at_once"):
+            _print_recovery_commands(command_name, interrupts.received, interrupted["commands"], options.extra_vars)
+        (output or _print)(document, options.as_json)
     raise typer.Exit(code)
 
 
+def _interruption(interrupts: Interrupts, stages: list, options: RunOptions, command_name: str, own_arguments: list,
+                  limits: dict) -> dict:
+    """The run document's `interrupted`: {} when no signal stopped anything; else the signal, the
+    stage it reached ("" between stages), whether a second one stopped the run at once (with the
+    commands that recover and remediate again), and per host what the run had reached there."""
+    stopped = interrupts.stopped_at_once
+    if not interrupts.received or (interrupts.after_stages and not stopped):
+        return {}
+    if not (stopped or interrupts.prompted or any(stage.interrupted or stage.status == "unstarted" for stage in stages)):
+        return {}  # it came as the last stage ended: nothing was stopped
+    hosts = {host: reached for stage in stages for host, reached in stage.interrupted_hosts.items()}
+    cut = next((stage for stage in stages if stage.interrupted or stage.status == "stopped"), None)
+    recovering = cut is not None and (Path(cut.playbook).name in RECOVERED_PLAYBOOKS or cut.name == "recover")
+    commands = []
+    if stopped and recovering:
+        remediate_limit = limits.get(cut.name) if cut.name != "recover" else next(iter(limits.values()), None)
+        commands = [_command_line("recover", options, options.limit),
+                    _command_line("remediate", options, remediate_limit, own_arguments if command_name == "remediate" else [])]
+    return {"signal": interrupts.received, "stage": interrupts.stage or "", "stopped_at_once": stopped,
+            "hosts": hosts, "commands": commands}
+
+
+def _printable_options(options: RunOptions) -> list:
+    """The run's -e @FILE items and vault password file, as absolute paths, for a command printed
+    to be pasted: a -e value given inline may hold a secret, so it is never printed."""
+    words = []
+    for item in options.extra_vars:
+        if item.startswith("@"):
+            words += ["-e", f"@{Path(item[1:]).expanduser().resolve()}"]
+    return words + (["--vault-password-file", str(options.vault_password_file.resolve())] if options.vault_password_file else [])
+
+
+def _command_line(command_name: str, options: RunOptions, limit: str | None, own_arguments: list = ()) -> str:
+    """An i2m-ops command with the run's options, as an operator pastes it: absolute paths, and
+    -e @FILE items only (see _printable_options)."""
+    words = [str(Path(sys.executable).parent / "i2m-ops"), command_name, "-i", str(options.inventory.resolve())]
+    words += ["-l", limit] if limit else []
+    words += _printable_options(options)
+    words += ["--artifacts-dir", str(options.artifacts_dir.resolve()), *own_arguments]
+    return shlex.join(words)
+
+
 def _runnable_commands(document: dict, options: RunOptions) -> dict:
-    """The `i2m-ops` commands of a diagnosis (each cause's command, and its action that quotes it)
-    completed with this run's --vault-password-file and -e @FILE options, as absolute paths, so
-    that they run as printed. A -e KEY=VALUE or inline mapping is never printed: it may hold a
-    secret. Returns the document, changed in place."""
-    extra = ["--vault-password-file", str(options.vault_password_file.resolve())] if options.vault_password_file else []
-    for value in options.extra_vars:
-        if value.startswith("@"):
-            extra += ["-e", "@" + str(Path(value[1:]).expanduser().resolve())]
+    """The `i2m-ops` commands of a diagnosis (each cause's command, and its action that quotes it;
+    the diagnose role gives their -i and -l) completed with _printable_options, so that they run
+    as printed. Returns the document, changed in place."""
+    extra = _printable_options(options)
     for found in document.get("diagnosis", {}).values():
         for cause in found.get("causes", []):
             if extra and cause.get("command", "").startswith("i2m-ops "):
@@ -224,11 +306,34 @@ def _runnable_commands(document: dict, options: RunOptions) -> dict:
     return document
 
 
-def _stage(name: str, playbook: str, inventory: Path, run_dir: Path, playbook_args: list, progress: Progress | None):
-    """One stage, under the live progress display when there is one."""
+def _print_recovery_commands(command_name: str, signal_name: str, commands: list, extra_vars: list) -> None:
+    inline = sum(not item.startswith("@") for item in extra_vars)
+    typer.echo(f"\ni2m-ops {command_name}: stopped at once by a second signal ({signal_name} first): the recovery did not "
+               "run, so the stack may be half changed and its lock is still held.\n"
+               "To recover (stops the build, puts back what the run changed, verifies, releases the lock):\n"
+               f"  {commands[0]}\nThen, to remediate again:\n  {commands[1]}"
+               + (f"\n(Add the {inline} -e value(s) typed inline to both: they are not printed, as they may hold secrets.)"
+                  if inline else ""), err=True)
+
+
+def _stage(name: str, playbook: str, inventory: Path, run_dir: Path, playbook_args: list, progress: Progress | None,
+           interrupts: Interrupts):
+    """One stage, under the live progress display when there is one; interrupts learns the
+    playbook's pid from its events, and marks the stage interrupted when a signal stopped it."""
+
+    def observe(stage_name: str, event: dict) -> None:
+        interrupts.observe(stage_name, event)
+        if progress:
+            progress(stage_name, event)
+
+    interrupts.begin(name)
     with progress.live() if progress else contextlib.nullcontext():
-        return run_stage(name, playbook, inventory=inventory.resolve(), run_dir=run_dir,
-                         playbook_args=playbook_args, on_event=progress)
+        stage = run_stage(name, playbook, inventory=inventory.resolve(), run_dir=run_dir,
+                          playbook_args=playbook_args, on_event=observe)
+    interrupts.end()
+    if interrupts.received and interrupts.stage == name and stage.rc != 0:
+        stage.interrupted, stage.status, stage.error = True, "interrupted", ""
+    return stage
 
 
 def _print(document: dict, as_json: bool) -> None:
@@ -264,12 +369,24 @@ def remediate(options: RunOptions,
 
     By default (build-first) the old containers keep serving during the build; the site is down only while the containers are recreated.
     """
-    more_vars = {"i2m_confirm": False}
+    more_vars, own_arguments = {"i2m_confirm": False}, []
     if strategy:
         more_vars["i2m_remediate_strategy"] = strategy.value
+        own_arguments += ["--strategy", strategy.value]
     if names := _service_names(services):
         more_vars["i2m_rebuild_services"] = names
-    execute("remediate", "remediate.yml", options, more_vars=more_vars)
+        own_arguments += ["--services", ",".join(names)]
+    execute("remediate", "remediate.yml", options, more_vars=more_vars, own_arguments=own_arguments)
+
+
+@command()
+def recover(options: RunOptions):
+    """Recover each stack whose lock a stopped run left (its holder gone): stop the build, undo its changes, verify, unlock.
+
+    A remediation interrupted by SIGINT or SIGTERM recovers by itself; this is for one stopped at once (a second
+    Ctrl-C, SIGKILL). A lock held by a live run is only shown (exit 5).
+    """
+    execute("recover", "recover.yml", options)
 
 
 @command()

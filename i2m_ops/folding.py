@@ -29,6 +29,11 @@ class StageResult:
     lock_held: dict = field(default_factory=dict)
     # host -> the holder of the lock `unlock` broke
     lock_broken: dict = field(default_factory=dict)
+    # recover.yml: host -> what the interrupted run had reached there, and what the recovery did
+    interrupted_hosts: dict = field(default_factory=dict)
+    recovery: dict = field(default_factory=dict)
+    # a signal stopped this stage's playbook before its end
+    interrupted: bool = False
     error: str = ""
 
     @property
@@ -96,3 +101,5 @@ class EventFolder:
         self.stage.audit.update(published.get("i2m_audit", {}))
         self.stage.lock_held.update(published.get("i2m_lock_held", {}))
         self.stage.lock_broken.update(published.get("i2m_lock_broken", {}))
+        self.stage.interrupted_hosts.update(published.get("i2m_interrupted", {}))
+        self.stage.recovery.update(published.get("i2m_recovery", {}))

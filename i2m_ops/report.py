@@ -8,11 +8,13 @@ SCHEMA = "i2m-ops/run/1"
 SCHEMA_FILE = Path(__file__).parent / "schema" / "run-1.json"
 EXIT_MEANINGS = {0: "done, all checks passed", 1: "a step or check failed on at least one host",
                  2: "drift found", 3: "could not start", 4: "some hosts unreachable, none failed",
-                 5: "remediation in progress: a stack's lock is held, nothing read from it"}
+                 5: "remediation in progress: a stack's lock is held, nothing read from it",
+                 130: "interrupted"}
 
 
 def exit_code(stages: list) -> int:
-    """The CLI's documented exit code, from what the stages folded."""
+    """The CLI's documented exit code, from what the stages folded (an interrupted run's, 130, is
+    decided before: it comes first)."""
     for stage in stages:
         never_started = stage.status != "successful" and not stage.hosts and not stage.unreachable
         if stage.failed_in_preflight or stage.refused_by_lock or never_started:
@@ -35,9 +37,11 @@ def drifted_items(drift: dict) -> list:
     return [{**item, "host": host} for host, items in drift.items() for item in items if not item["ok"]]
 
 
-def run_document(meta: dict, stages: list, code: int) -> dict:
-    checks, drift, diagnosis, audit, lock_held, lock_broken = {}, {}, {}, {}, {}, {}
+def run_document(meta: dict, stages: list, code: int, interrupted: dict | None = None) -> dict:
+    """interrupted: {} or the signal, the stage it reached, stopped_at_once, commands (see cli._interruption)."""
+    checks, drift, diagnosis, audit, lock_held, lock_broken, recovery = {}, {}, {}, {}, {}, {}, {}
     for stage in stages:
+        recovery.update(stage.recovery)
         lock_held.update(stage.lock_held)
         lock_broken.update(stage.lock_broken)
         checks.update(stage.checks)
@@ -60,7 +64,26 @@ def run_document(meta: dict, stages: list, code: int) -> dict:
         "audit": audit,
         "lock_held": {host: holder for host, holder in lock_held.items() if host not in lock_broken},
         "lock_broken": lock_broken,
+        "interrupted": interrupted or {},
+        "recovery": recovery,
     }
+
+
+def interrupt_summary(document: dict) -> list:
+    """The Executive Summary's lines on an interrupt: the signal, where it came, what followed."""
+    interrupted = document.get("interrupted") or {}
+    if not interrupted:
+        return []
+    where = f"during the `{interrupted['stage']}` stage" if interrupted["stage"] else "between stages"
+    unstarted = [stage["name"] for stage in document["stages"] if stage["status"] == "unstarted"]
+    line = f"Interrupted by {interrupted['signal']} {where}"
+    line += f"; not started: {', '.join(unstarted)}." if unstarted else "."
+    if interrupted.get("stopped_at_once"):
+        line += " A second signal stopped it at once: no recovery ran, the stack may be half changed and its lock held."
+    elif document.get("recovery"):
+        line += " The recovery (`playbooks/recover.yml`) ran: " + "; ".join(
+            f"{host}: {done['action']}, the stack {done['state']}" for host, done in sorted(document["recovery"].items())) + "."
+    return [line]
 
 
 def check_line(check: dict) -> str:
@@ -68,7 +91,41 @@ def check_line(check: dict) -> str:
     return f"{icon} {check['service']} {check['check']} {check['item']}: {check['state']}"
 
 
+def interrupt_steps(document: dict) -> list:
+    """What to do after an interrupted run: the printed commands after a second signal; else by
+    what the recovery did on each host."""
+    interrupted = document.get("interrupted") or {}
+    if not interrupted:
+        return []
+    if interrupted.get("commands"):
+        recover, remediate = interrupted["commands"]
+        return [f"A second signal stopped the run at once, before its recovery: recover with `{recover}` "
+                "(stops the build, puts back what the run changed, verifies, releases the lock).",
+                f"Then remediate again: `{remediate}`."]
+    recovery = document.get("recovery") or {}
+    if not recovery:
+        what = "nothing on the hosts was changed" if document["command"] in ("verify", "audit", "diagnose") else \
+            "what the stages that ran changed is listed above"
+        return [f"The run was interrupted ({interrupted['signal']}); {what}. Run the command again when ready."]
+    steps = []
+    failed = sorted(host for host, done in recovery.items() if not done["ok"])
+    unverified = sorted(host for host, done in recovery.items() if done["ok"] and not done["verified"])
+    if failed:
+        steps.append(f"The recovery failed on {', '.join(failed)}: its lock is released, the stack may be half changed. "
+                     f"Look at it (`i2m-ops diagnose -l {','.join(failed)}`), then remediate again.")
+    if unverified:
+        steps.append(f"The stack of {', '.join(unverified)} is {'; '.join(recovery[h]['state'] for h in unverified)} but does "
+                     "not pass verification (the checks above): remediate again, or look with `i2m-ops diagnose`.")
+    if not failed and not unverified:
+        steps.append("The interrupted run was recovered: " + "; ".join(f"{host}: {done['state']}, verified"
+                                                                      for host, done in sorted(recovery.items()))
+                     + f". Run `i2m-ops {document['command']}` again when ready: nothing holds the stack's lock.")
+    return steps
+
+
 def next_steps(document: dict) -> list:
+    if document["exit_code"] == 130:
+        return interrupt_steps(document)
     steps = []
     failed_env = sorted({(c["service"], c["item"]) for checks in document["checks"].values() for c in checks
                          if c["check"] == "env" and not c["ok"]})
@@ -139,6 +196,7 @@ def markdown(document: dict) -> str:
              f"{document['exit_code']} ({document['outcome']}) after {document['duration_s']} s, "
              f"on {len(document['hosts'])} host(s). Run {document['run_id']}."]
     lines += [f"The `{stage['name']}` stage stopped before reaching any host: {stage['error']}" for stage in document["stages"] if stage.get("error")]
+    lines += interrupt_summary(document)
     lines += host_table(document)
     lines += ["", "## Investigation Results", ""]
     for host in sorted(set(document["hosts"]) | set(document["unreachable_hosts"])):
@@ -157,6 +215,13 @@ def markdown(document: dict) -> str:
             lines += [f"- ⏳ remediation in progress, lock held by {document['lock_held'][host]}"]
         if host in document.get("lock_broken", {}):
             lines += [f"- 🔓 lock broken, it was held by {document['lock_broken'][host]}"]
+        if host in (document.get("interrupted") or {}).get("hosts", {}):
+            lines += [f"- ⏹️ interrupted {document['interrupted']['hosts'][host]}"]
+        if host in document.get("recovery", {}):
+            done = document["recovery"][host]
+            icon = "✅" if done["ok"] and done["verified"] else "❌"
+            lines += [f"- {icon} recovery: {done['action']}; the stack: {done['state']}, "
+                      f"{'verified' if done['verified'] else 'not verified'}"]
         lines += [f"- {check_line(check)}" for check in checks]
         lines += [f"- ❌ task '{t['task']}' failed: {t['message']}" for t in document["failed_tasks"] if t["host"] == host]
         lines.append("")

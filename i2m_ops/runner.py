@@ -47,6 +47,10 @@ def run_stage(name: str, playbook: str, *, inventory: Path, run_dir: Path, playb
                      # The venv's ansible-playbook, also when the venv is not activated.
                      "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"},
             event_handler=EventFolder(stage, on_event),
+            # Without a callback of its own, ansible-runner takes SIGINT and SIGTERM for itself and
+            # kills the playbook outright (SIGKILL: no rescue, no release of the lock). The CLI's
+            # handlers (i2m_ops/interrupts.py) pass the signal on instead.
+            cancel_callback=lambda: False,
         )
     finally:
         shutil.rmtree(private_dir, ignore_errors=True)
