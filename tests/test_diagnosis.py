@@ -174,7 +174,7 @@ FAULTS = [
           code_bug=True),
     # From here on each fault changes the inventory, and its fix deploys the change.
     Fault("a value changed, then docker restart", lambda stack, vars_file: (
-        render_env_file_only(stack, vars_file), docker_cli("restart", f"{stack.name}-backend")),
+        render_env_file_only(stack, vars_file), docker_cli("restart", f"{stack.name}-backend"), wait_healthy(stack, "backend")),
           "stale containers", names("backend", "config hash", "compose config", "differs"),
           changes_inventory={"RATE_LIMIT_PER_HOUR": "900"}),
     Fault("the inventory ahead of the host (a rotated secret)", lambda stack, vars_file: None,

@@ -42,8 +42,10 @@ def replaced(evidence, *changes):
 
 def causes(evidence, proxy_errors=None, upstreams=(), backend_url="http://172.20.0.5:8000"):
     context = {"host": "web-1", "backend": "backend", "proxy": "nginx", "redis": "redis", "backend_urls": [backend_url],
-               "depends_on": DEPENDS_ON, "containers": {service: {"name": f"i2m-{service}", "user": "app" if service == "backend" else "",
-                                                                   "addresses": {}} for service in SERVICES},
+               "depends_on": DEPENDS_ON,
+               "containers": {service: {"name": f"i2m-{service}", "user": "app" if service == "backend" else "",
+                                        "addresses": {"i2m-backend-network": "172.20.0.5", "i2m-frontend-network": "172.21.0.5"}
+                                        if service == "backend" else {}} for service in SERVICES},
                "proxy_errors": {kind: 0 for kind in PROXY_ERRORS} | (proxy_errors or {}), "proxy_upstreams": list(upstreams),
                "commands": COMMANDS}
     return diagnose_causes(evidence, context)
@@ -81,7 +83,7 @@ def test_an_unhealthy_service_is_recreated_from_a_fresh_build_of_its_own():
 @pytest.mark.parametrize("errors, upstreams, begins, command", [
     ({"unresolved": 3}, [], "nginx cannot resolve the backend's name", ""),
     ({"timeout": 2}, ["172.20.0.5:8000"], "the backend does not answer the proxy in time", f"{COMMANDS['remediate']} --services backend"),
-    ({"refused": 2}, ["172.20.0.5:8000"], "nginx is refused at the backend's own address", ""),
+    ({"refused": 2}, ["172.21.0.5:8000"], "nginx is refused at the backend's own address", ""),
     ({"refused": 2}, ["172.20.0.9:8000"], "nginx sends requests to an address the backend no longer has", f"{COMMANDS['compose']} kill -s HUP nginx"),
     ({"unreachable": 2}, ["172.20.0.9:8000"], "nginx sends requests to an address the backend no longer has", f"{COMMANDS['compose']} kill -s HUP nginx"),
     ({}, [], "nginx cannot reach the backend although the backend answers directly", f"{COMMANDS['compose']} kill -s HUP nginx"),
@@ -90,6 +92,12 @@ def test_a_proxy_that_cannot_reach_the_backend_is_told_apart_by_its_own_error(er
     [found] = causes(replaced(healthy(), *NGINX_API_FAILS), errors, upstreams)
     assert found["cause"].startswith(begins) and found["command"] == command
     assert found["remediation_fixes"] == bool(command)
+
+
+def test_a_stale_backend_comes_before_what_nginx_logged_while_it_restarted():
+    [found] = causes(replaced(healthy(), item("backend", "config hash", "compose config", "differs"), *NGINX_API_FAILS),
+                     {"refused": 1}, ["172.21.0.9:8000"])
+    assert found["cause"].startswith("stale containers")
 
 
 def test_stale_containers_by_config_hash_even_when_they_started_after_the_env_file():

@@ -188,9 +188,14 @@ def diagnose_causes(items, context):
 
     # The proxy runs, but cannot reach the backend: its own error says why.
     nginx_api = [item for item in evidence.http("nginx") if "/api/" in item["item"] or "upload" in item["item"]]
-    if nginx_api and backend not in failing_services and proxy not in failing_services:
+    stale_services = {item["service"] for item in stale_items}
+    if nginx_api and not {backend, proxy} & (set(failing_services) | stale_services):
         errors, upstreams = context["proxy_errors"], context["proxy_upstreams"]
-        addresses = {urlsplit(url).netloc for url in context["backend_urls"]}
+        # the backend's port where the direct probes reached it, at each of its addresses (nginx
+        # reaches it on a network of its own)
+        ports = {urlsplit(url).port for url in context["backend_urls"]}
+        addresses = {f"{address}:{port}" for address in (containers.get(backend, {}).get("addresses") or {}).values() if address
+                     for port in ports}
         reload = f"{commands['compose']} kill -s HUP {proxy}"
         direct_ok = not evidence.http("direct")
         if upstreams and not set(upstreams[-1:]) & addresses and (errors.get("refused") or errors.get("unreachable")):
