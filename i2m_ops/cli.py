@@ -193,6 +193,7 @@ def execute(command_name: str, playbook: str, options: RunOptions, *, check: boo
                 run_dir.mkdir(parents=True)
                 common = inputs.extra_vars_arguments(options.extra_vars, Path(vars_dir), more_vars or {})
                 common += ["--check"] if check else []
+                common += ["--forks", str(inputs.forks(inventory_data))]
                 common += ["--vault-password-file", str(options.vault_password_file)] if options.vault_password_file else []
                 common += ["-" + "v" * options.verbose] if options.verbose else []
                 progress = None if options.as_json else Progress()
@@ -293,16 +294,24 @@ def _command_line(command_name: str, options: RunOptions, limit: str | None, own
 
 
 def _runnable_commands(document: dict, options: RunOptions) -> dict:
-    """The `i2m-ops` commands of a diagnosis (each cause's command, and its action that quotes it;
-    the diagnose role gives their -i and -l) completed with _printable_options, so that they run
-    as printed. Returns the document, changed in place."""
-    extra = _printable_options(options)
+    """The `i2m-ops` commands of a diagnosis (each cause's command, and those its action quotes;
+    the diagnose role gives their -i and -l) made to run as printed: the CLI by its absolute path,
+    with _printable_options. Where -e values were typed inline, the action says to add them.
+    Returns the document, changed in place."""
+    extra = shlex.join(_printable_options(options))
+    inline = sum(not item.startswith("@") for item in options.extra_vars)
+    cli = shlex.quote(str(Path(sys.executable).parent / "i2m-ops"))
+
+    def runnable(command: str) -> str:
+        return f"{cli} {command.removeprefix('i2m-ops ')}" + (f" {extra}" if extra else "")
+
     for found in document.get("diagnosis", {}).values():
         for cause in found.get("causes", []):
-            if extra and cause.get("command", "").startswith("i2m-ops "):
-                runnable = f"{cause['command']} {shlex.join(extra)}"
-                cause["action"] = cause["action"].replace(cause["command"], runnable)
-                cause["command"] = runnable
+            cause["action"] = re.sub(r"`(i2m-ops [^`]+)`", lambda match: f"`{runnable(match[1])}`", cause["action"])
+            if inline and "i2m-ops " in cause["action"]:
+                cause["action"] += f" (Add the {inline} -e value(s) typed inline: they are not printed, as they may hold secrets.)"
+            if cause.get("command", "").startswith("i2m-ops "):
+                cause["command"] = runnable(cause["command"])
     return document
 
 

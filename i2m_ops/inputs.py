@@ -18,6 +18,8 @@ from i2m_ops.errors import CannotStart
 from i2m_ops.runner import REPO
 
 STACK_GROUP = "i2m_stack"
+# Ansible forks at most this many workers at once, whatever the fleet's size
+MAX_FORKS = 50
 JINJA_MARKERS = re.compile(r"\{[{%#]")
 SECRET_NAME = re.compile(r"(^vault_|pass|secret|token|_key$|^key$|api_key)", re.IGNORECASE)
 
@@ -159,6 +161,12 @@ def _vault(vault_password_file: Path) -> VaultLib:
 def _is_vaulted(path: Path) -> bool:
     with path.open("rb") as handle:
         return is_encrypted_file(handle)
+
+
+def forks(data: dict) -> int:
+    """Ansible's --forks for an inventory (ansible-inventory --list data): one worker per host of
+    the stack group, so that a fleet's hosts are all worked on at once, at most MAX_FORKS."""
+    return max(1, min(len(set(_group_hosts(data, STACK_GROUP))), MAX_FORKS))
 
 
 def _group_hosts(data: dict, group: str) -> list:

@@ -17,9 +17,9 @@ def run_in(stack, service: str, *argv: str, environment: dict | None = None, use
     return result.output.decode().strip()
 
 
-def redis_command(stack, *args: str) -> str:
+def redis_command(stack, *args: str, password: str | None = None) -> str:
     # The password travels in the exec's environment, not its arguments.
-    return run_in(stack, "redis", "redis-cli", *args, environment={"REDISCLI_AUTH": stack.secrets["REDIS_PASSWORD"]})
+    return run_in(stack, "redis", "redis-cli", *args, environment={"REDISCLI_AUTH": password or stack.secrets["REDIS_PASSWORD"]})
 
 
 def psql(stack, sql: str) -> str:
@@ -47,9 +47,9 @@ def write_markers(stack) -> dict:
     return {"job_id": response.json()["job_id"]}
 
 
-def assert_markers(stack, markers: dict) -> None:
-    """Everything write_markers wrote is still there."""
-    assert redis_command(stack, "GET", "i2m:test:marker") == "written-before"
+def assert_markers(stack, markers: dict, redis_password: str | None = None) -> None:
+    """Everything write_markers wrote is still there (redis_password: redis's, if it changed since)."""
+    assert redis_command(stack, "GET", "i2m:test:marker", password=redis_password) == "written-before"
     assert psql(stack, "SELECT note FROM i2m_marker") == "written-before"
     for service, path in VOLUME_FILES:
         assert run_in(stack, service, "cat", path) == "written-before"

@@ -9,7 +9,9 @@ import pytest
 from conftest import REPO
 
 sys.path.insert(0, str(REPO / "roles/diagnose/filter_plugins"))
-from diagnose import PROXY_ERRORS, diagnose_causes  # noqa: E402  (a role's filter, not a package)
+sys.path.insert(0, str(REPO / "roles/stack_info/library"))
+from compose_stack_info import log_counts  # noqa: E402  (the module that reads the logs)
+from diagnose import diagnose_causes, diagnose_proxy_patterns  # noqa: E402  (a role's filter, not a package)
 
 SERVICES = ["postgres", "redis", "backend", "worker", "flower", "nginx"]
 DEPENDS_ON = {"backend": ["postgres", "redis"], "worker": ["redis"], "flower": ["redis"], "nginx": ["backend"]}
@@ -40,13 +42,13 @@ def replaced(evidence, *changes):
     return [entry for entry in evidence if (entry["service"], entry["check"], entry["item"]) not in keys] + list(changes)
 
 
-def causes(evidence, proxy_errors=None, upstreams=(), backend_url="http://172.20.0.5:8000"):
+def causes(evidence, proxy_log_values=None, backend_url="http://172.20.0.5:8000"):
     context = {"host": "web-1", "backend": "backend", "proxy": "nginx", "redis": "redis", "backend_urls": [backend_url],
                "depends_on": DEPENDS_ON,
                "containers": {service: {"name": f"i2m-{service}", "user": "app" if service == "backend" else "",
                                         "addresses": {"i2m-backend-network": "172.20.0.5", "i2m-frontend-network": "172.21.0.5"}
                                         if service == "backend" else {}} for service in SERVICES},
-               "proxy_errors": {kind: 0 for kind in PROXY_ERRORS} | (proxy_errors or {}), "proxy_upstreams": list(upstreams),
+               "proxy_log_values": proxy_log_values or {},
                "commands": COMMANDS}
     return diagnose_causes(evidence, context)
 
@@ -80,23 +82,41 @@ def test_an_unhealthy_service_is_recreated_from_a_fresh_build_of_its_own():
     assert found["command"] == f"{COMMANDS['remediate']} --services flower"
 
 
-@pytest.mark.parametrize("errors, upstreams, begins, command", [
-    ({"unresolved": 3}, [], "nginx cannot resolve the backend's name", ""),
-    ({"timeout": 2}, ["172.20.0.5:8000"], "the backend does not answer the proxy in time", f"{COMMANDS['remediate']} --services backend"),
-    ({"refused": 2}, ["172.21.0.5:8000"], "nginx is refused at the backend's own address", ""),
-    ({"refused": 2}, ["172.20.0.9:8000"], "nginx sends requests to an address the backend no longer has", f"{COMMANDS['compose']} kill -s HUP nginx"),
-    ({"unreachable": 2}, ["172.20.0.9:8000"], "nginx sends requests to an address the backend no longer has", f"{COMMANDS['compose']} kill -s HUP nginx"),
-    ({}, [], "nginx cannot reach the backend although the backend answers directly", f"{COMMANDS['compose']} kill -s HUP nginx"),
-], ids=["name-not-resolved", "timeout", "refused-at-its-address", "refused-at-an-old-address", "no-route-to-an-old-address", "no-error-logged"])
-def test_a_proxy_that_cannot_reach_the_backend_is_told_apart_by_its_own_error(errors, upstreams, begins, command):
-    [found] = causes(replaced(healthy(), *NGINX_API_FAILS), errors, upstreams)
+@pytest.mark.parametrize("log_values, begins, command", [
+    ({"unresolved": ["backend:8000"]}, "nginx cannot resolve the backend's name", ""),
+    ({"unresolved_name": ["backend"]}, "nginx cannot resolve the backend's name", ""),
+    ({"timeout": ["172.21.0.5:8000"]}, "the backend does not answer the proxy in time", f"{COMMANDS['remediate']} --services backend"),
+    ({"refused": ["172.21.0.5:8000"]}, "nginx is refused at the backend's own address", ""),
+    ({"refused": ["172.21.0.9:8000"]}, "nginx sends requests to an address the backend no longer has", f"{COMMANDS['compose']} kill -s HUP nginx"),
+    ({"unreachable": ["172.21.0.9:8000"]}, "nginx sends requests to an address the backend no longer has", f"{COMMANDS['compose']} kill -s HUP nginx"),
+    # the frontend's failures are the frontend's: nginx proxies / there
+    ({"refused": ["172.21.0.7:3000"]}, "nginx cannot reach the backend although the backend answers directly", f"{COMMANDS['compose']} kill -s HUP nginx"),
+    ({}, "nginx cannot reach the backend although the backend answers directly", f"{COMMANDS['compose']} kill -s HUP nginx"),
+], ids=["name-not-resolved", "name-not-resolved-by-a-resolver", "timeout", "refused-at-its-address", "refused-at-an-old-address",
+        "no-route-to-an-old-address", "another-upstream-refused", "no-error-logged"])
+def test_a_proxy_that_cannot_reach_the_backend_is_told_apart_by_its_own_error(log_values, begins, command):
+    [found] = causes(replaced(healthy(), *NGINX_API_FAILS), log_values)
     assert found["cause"].startswith(begins) and found["command"] == command
     assert found["remediation_fixes"] == bool(command)
 
 
+def test_nginx_error_lines_are_read_for_their_kind_and_upstream():
+    lines = "\n".join([
+        '2026/12/01 10:00:00 [error] 29#29: *5 connect() failed (111: Connection refused) while connecting to upstream, '
+        'client: 172.21.0.1, server: _, request: "GET /api/v1/health/ HTTP/2.0", upstream: "http://172.21.0.9:8000/api/v1/health/"',
+        '2026/12/01 10:00:01 [error] 29#29: *7 connect() failed (113: No route to host) while connecting to upstream, '
+        'upstream: "http://172.21.0.4:8000/api/v1/upload/"',
+        '2026/12/01 10:00:02 [error] 29#29: *9 upstream timed out (110: Connection timed out) while reading response header '
+        'from upstream, upstream: "http://172.21.0.5:8000/api/v1/upload/"',
+        '2026/12/01 10:00:03 [emerg] 1#1: host not found in upstream "backend:8000" in /etc/nginx/nginx.conf:52'])
+    counts, values = log_counts(lines, diagnose_proxy_patterns([]))
+    assert values == {"refused": ["172.21.0.9:8000"], "unreachable": ["172.21.0.4:8000"], "timeout": ["172.21.0.5:8000"],
+                      "unresolved": ["backend:8000"]}
+
+
 def test_a_stale_backend_comes_before_what_nginx_logged_while_it_restarted():
     [found] = causes(replaced(healthy(), item("backend", "config hash", "compose config", "differs"), *NGINX_API_FAILS),
-                     {"refused": 1}, ["172.21.0.9:8000"])
+                     {"refused": ["172.21.0.9:8000"]})
     assert found["cause"].startswith("stale containers")
 
 

@@ -14,8 +14,9 @@ description:
     (C(docker compose version)) and, where it is missing, for docker-compose v1, as the preflight
     and the compose role need before anything changes.
   - With C(files), also says which of them are missing from C(project_dir) and, when none is,
-    reads the model compose merges from them without interpolation
-    (C(config --no-interpolate)), so that no value of the env file is read.
+    reads the model compose merges from them without interpolation and, where compose v2 knows
+    how, without the services' C(env_file:) contents (C(config --no-interpolate
+    --no-env-resolution)), so that no value of an env file is read.
 options:
   engine:
     description: Ask the Docker engine for its version.
@@ -80,7 +81,10 @@ def main():
             argv = command + ["--project-directory", params["project_dir"]]
             for path in paths:
                 argv += ["-f", path]
-            rc, out, err = module.run_command(argv + ["config", "--no-interpolate"], environ_update={"LC_ALL": "C"})
+            rc, out, err = module.run_command(argv + ["config", "--no-interpolate"] + (["--no-env-resolution"] if v2 else []),
+                                              environ_update={"LC_ALL": "C"})
+            if rc != 0 and "no-env-resolution" in err:  # a compose v2 older than the flag
+                rc, out, err = module.run_command(argv + ["config", "--no-interpolate"], environ_update={"LC_ALL": "C"})
             result["model"] = {"rc": rc, "text": out if rc == 0 else "", "error": err.strip()}
     module.exit_json(**result)
 

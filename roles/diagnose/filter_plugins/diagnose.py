@@ -17,22 +17,32 @@ from urllib.parse import urlsplit
 CODE_ERRORS = ("ImportError", "ModuleNotFoundError", "NameError", "SyntaxError")
 REQUEST_ERRORS = ("Traceback",) + CODE_ERRORS
 STALE = ("config hash", "started after env file", "image", "env")
-ENV_FILE_CHECKS = ("env file", "env file on disk", "compose variables")
-# nginx's error log (https://nginx.org/en/docs/http/ngx_http_upstream_module.html): the kind of
-# failure, told by its own words
+# nginx's error log (https://nginx.org/en/docs/http/ngx_http_upstream_module.html): each kind of
+# failure told by nginx's own words, its named group taking the upstream the line names
+_UPSTREAM = r'.*?upstream: "[a-z]+://(?P<{}>[^/"]+)'
 PROXY_ERRORS = {
-    "refused": r"connect\(\) failed \(111: Connection refused\) while connecting to upstream",
-    "unreachable": r"connect\(\) failed \(11[03]: [^)]*\) while connecting to upstream",
-    "timeout": r"upstream timed out \(110: [^)]*\) while (?:reading|connecting)",
-    "unresolved": r"could not be resolved|host not found in upstream",
+    "refused": r"connect\(\) failed \(111: Connection refused\) while connecting to upstream" + _UPSTREAM.format("refused"),
+    "unreachable": r"connect\(\) failed \(11[03]: [^)]*\) while connecting to upstream" + _UPSTREAM.format("unreachable"),
+    "timeout": r"upstream timed out \(110: [^)]*\) while (?:reading|connecting)" + _UPSTREAM.format("timeout"),
+    "unresolved": r'host not found in upstream "(?P<unresolved>[^"]+)"|(?P<unresolved_name>[\w.-]+) could not be resolved',
 }
-UPSTREAM = r'upstream: "[a-z]+://(?P<upstream>[^/"]+)'
+STOPPED = ("no container", "exited", "created", "dead", "paused")
 
 
 def diagnose_proxy_patterns(patterns):
-    """patterns, then those read in the proxy's log lines: each kind of PROXY_ERRORS, and the
-    upstream address its lines name (a named group, whose values come back from the log read)."""
-    return list(patterns) + list(PROXY_ERRORS.values()) + [UPSTREAM]
+    """patterns, then those of each kind of PROXY_ERRORS, read in the proxy's log lines: the
+    values of their named groups (the upstream each line names) come back from the log read."""
+    return list(patterns) + list(PROXY_ERRORS.values())
+
+
+def _proxy_failures(log_values, ports):
+    """{kind: [upstream, ...]} of PROXY_ERRORS, from the proxy's log read (its named groups'
+    values), only the upstreams at one of `ports` (the backend's): nginx also proxies elsewhere."""
+    failures = {}
+    for kind in PROXY_ERRORS:
+        found = log_values.get(kind, []) + (log_values.get("unresolved_name", []) if kind == "unresolved" else [])
+        failures[kind] = [upstream for upstream in found if ":" not in upstream or upstream.rsplit(":", 1)[1] in ports]
+    return failures
 
 
 def _key(item):
@@ -83,8 +93,8 @@ def diagnose_causes(items, context):
 
     context: host, the services by role (backend, proxy, redis), depends_on ({service:
     [service]}, from compose's model), containers ({service: {name, user, addresses}}),
-    proxy_errors ({kind: count} in the proxy's log lines since the probes began),
-    proxy_upstreams (the upstream addresses those lines name), backend_urls (where the direct
+    proxy_log_values (the named groups' values of diagnose_proxy_patterns in the proxy's log lines
+    since the probes began: the upstreams each kind of error names), backend_urls (where the direct
     probes reached the backend, http://address:port), and the commands
     (deploy, remediate: `i2m-ops ...` for this host; compose: the stack's compose command with its
     env file, `cd DIR && ...`)."""
@@ -115,8 +125,8 @@ def diagnose_causes(items, context):
     # A service that does not start because of its own code: nothing but a code fix helps.
     for service in list(roots):
         code_errors = evidence.logged(service, CODE_ERRORS)
-        if code_errors:
-            down = failing_services[service]
+        down = failing_services[service]
+        if code_errors and down["state"].split(",")[0] in STOPPED + ("restarting",):
             cause(f"{service} crashes at start on an error in the application code ({', '.join(i['item'] for i in code_errors)}): "
                   "a rebuild of the same code will not fix it, and remediation would only restart the crash", 98,
                   [down] + code_errors, roots.pop(service) + http + stale_items,
@@ -171,7 +181,7 @@ def diagnose_causes(items, context):
     # Services down, dependencies first, with what fails because of them.
     for service, consequences in roots.items():
         down = failing_services[service]
-        stopped = down["state"].split(",")[0] in ("no container", "exited", "created", "dead", "paused")
+        stopped = down["state"].split(",")[0] in STOPPED
         upstream = [item for item in http if service != proxy or item["check"] == "http via nginx"]
         affected = {service} | {item["service"] for item in consequences}
         own = [item for item in evidence.failing if item["service"] in affected]
@@ -190,27 +200,28 @@ def diagnose_causes(items, context):
     nginx_api = [item for item in evidence.http("nginx") if "/api/" in item["item"] or "upload" in item["item"]]
     stale_services = {item["service"] for item in stale_items}
     if nginx_api and not {backend, proxy} & (set(failing_services) | stale_services):
-        errors, upstreams = context["proxy_errors"], context["proxy_upstreams"]
         # the backend's port where the direct probes reached it, at each of its addresses (nginx
         # reaches it on a network of its own)
-        ports = {urlsplit(url).port for url in context["backend_urls"]}
+        ports = {str(urlsplit(url).port) for url in context["backend_urls"]}
         addresses = {f"{address}:{port}" for address in (containers.get(backend, {}).get("addresses") or {}).values() if address
                      for port in ports}
+        failures = _proxy_failures(context["proxy_log_values"], ports)
+        failed_at = failures["refused"][-1:] + failures["unreachable"][-1:]
         reload = f"{commands['compose']} kill -s HUP {proxy}"
         direct_ok = not evidence.http("direct")
-        if upstreams and not set(upstreams[-1:]) & addresses and (errors.get("refused") or errors.get("unreachable")):
-            cause(f"{proxy} sends requests to an address the backend no longer has ({upstreams[-1]}; the backend is at "
+        if failed_at and not set(failed_at) & addresses:
+            cause(f"{proxy} sends requests to an address the backend no longer has ({failed_at[-1]}; the backend is at "
                   f"{', '.join(sorted(addresses)) or 'no address'}): {proxy} resolved it when it started, and the backend was recreated since",
                   89, nginx_api, [], f"Reload {proxy}, which resolves its upstreams again: `{reload}` "
                   f"(`{commands['remediate']}` reloads it too).", reload, True)
-        elif errors.get("unresolved"):
+        elif failures["unresolved"]:
             cause(f"{proxy} cannot resolve the backend's name (its upstream's host name is not a service on its network)", 87,
                   nginx_api, [], f"Check the upstream names in {proxy}'s configuration against the compose services and networks.", "", False)
-        elif errors.get("timeout"):
+        elif failures["timeout"]:
             command = f"{commands['remediate']} --services {backend}"
             cause("the backend does not answer the proxy in time (upstream timed out): it hangs or is overloaded", 87,
                   nginx_api, [], f"Read `{logs_command(backend)}`, then recreate it: `{command}`.", command, True)
-        elif errors.get("refused") and direct_ok:
+        elif failures["refused"] and direct_ok:
             cause(f"{proxy} is refused at the backend's own address, where the backend answers at {', '.join(sorted(addresses))}: "
                   f"{proxy}'s configuration points at another port", 86, nginx_api, [],
                   f"Check the upstream's port in {proxy}'s configuration.", "", False)
@@ -281,11 +292,6 @@ def diagnose_depends_on(services):
     return {service: definition["depends_on"] for service, definition in services.items()}
 
 
-def diagnose_proxy_errors(counts):
-    """The proxy's log counts of diagnose_proxy_patterns as {kind: count}."""
-    return {kind: counts.get(pattern, 0) for kind, pattern in PROXY_ERRORS.items()}
-
-
 class FilterModule:
     def filters(self):
         return {
@@ -293,6 +299,5 @@ class FilterModule:
             "diagnose_env_file_items": diagnose_env_file_items,
             "diagnose_unset_variables": diagnose_unset_variables,
             "diagnose_proxy_patterns": diagnose_proxy_patterns,
-            "diagnose_proxy_errors": diagnose_proxy_errors,
             "diagnose_depends_on": diagnose_depends_on,
         }

@@ -50,11 +50,11 @@ options:
     type: str
     required: true
   compose_v1:
-    description: The command is docker-compose v1, whose C(config) writes YAML and knows no C(--hash).
+    description: The command is docker-compose v1, whose C(config) writes YAML only.
     type: bool
     default: false
   config_hashes:
-    description: Also read C(compose config --hash '*'), each service's configuration hash now (compose v2).
+    description: Also read C(compose config --hash '*'), each service's configuration hash now.
     type: bool
     default: false
   images:
@@ -134,7 +134,7 @@ images:
   type: list
   returned: always
 env_file:
-  description: C({exists, mode, mtime, sha256, same_bytes, keys}); keys lists C({item, state}) for each key
+  description: C({exists, mode, mtime, same_bytes, keys}); keys lists C({item, state}) for each key
     whose line differs from the rendering, and C(same_bytes) is null without C(env_file_rendered).
   type: dict
   returned: always
@@ -276,16 +276,16 @@ def log_counts(text, patterns):
 
 
 def env_file_state(path, rendered):
-    """The env file on disk: whether it exists, its mode, change time and digest and, against
-    the rendering, whether the bytes are the same and which keys differ (names only)."""
+    """The env file on disk: whether it exists, its mode and change time and, against the
+    rendering, whether the bytes are the same and which keys differ (names only; no digest of
+    the file leaves the module, it would let a short secret be guessed)."""
     try:
         with open(path, "rb") as handle:
             content = handle.read()
         stat = os.stat(path)
     except FileNotFoundError:
-        return {"exists": False, "mode": "", "mtime": 0, "sha256": "", "same_bytes": None if rendered is None else False, "keys": []}
-    state = {"exists": True, "mode": f"{stat.st_mode & 0o7777:04o}", "mtime": stat.st_mtime,
-             "sha256": hashlib.sha256(content).hexdigest(), "same_bytes": None, "keys": []}
+        return {"exists": False, "mode": "", "mtime": 0, "same_bytes": None if rendered is None else False, "keys": []}
+    state = {"exists": True, "mode": f"{stat.st_mode & 0o7777:04o}", "mtime": stat.st_mtime, "same_bytes": None, "keys": []}
     if rendered is not None:
         state["same_bytes"] = content == rendered.encode()
         state["keys"] = env_file_key_differences(rendered, content.decode(errors="replace"))
@@ -335,7 +335,11 @@ class Stack:
         if rc != 0:
             return {"ok": False, "rc": rc, "unset_variables": unset, "services": {}}
         if self.params["compose_v1"]:
-            import yaml  # docker-compose v1 depends on PyYAML (Debian: python3-yaml)
+            try:
+                import yaml
+            except ImportError:
+                self.module.fail_json(msg="docker-compose v1 writes its model as YAML, which this host's Python cannot read: "
+                                          "install PyYAML for it (Debian: apt-get install python3-yaml), or the compose v2 plugin")
             config = yaml.safe_load(out)
         else:
             config = json.loads(out)
@@ -353,12 +357,15 @@ class Stack:
         return [json.loads(line) for line in out.splitlines() if line.strip()]
 
     def containers(self):
-        ids = [entry["id"] for entry in self.ps() if entry["oneoff"] != "True"]
-        if not ids:
-            return []
-        rc, out, err = self.run(["docker", "inspect"] + ids)
-        if rc != 0:  # a container removed since `ps`: look again
-            return self.containers()
+        for _ in range(2):  # a container removed between `ps` and `inspect`: look once more
+            ids = [entry["id"] for entry in self.ps() if entry["oneoff"] != "True"]
+            if not ids:
+                return []
+            rc, out, err = self.run(["docker", "inspect", "--type", "container"] + ids)
+            if rc == 0:
+                break
+        else:
+            self.module.fail_json(msg=f"docker inspect failed: {err.strip()}")
         return sorted((container_summary(entry, self.params["fingerprint_key"]) for entry in json.loads(out)), key=lambda c: (c["service"], c["name"]))
 
     def images(self, containers):
@@ -440,14 +447,17 @@ def main():
     unread = {"ok": None, "rc": None, "unset_variables": [], "services": {}}
     result = {"changed": False, "model": stack.model() if params["read_model"] else unread}
     if params["wait_timeout"] > 0:
-        result["wait"] = stack.wait(params["wait_services"] or list(result["model"]["services"]))
+        services = params["wait_services"] or list(result["model"]["services"])
+        if not services:
+            module.fail_json(msg=f"compose config failed (exit {result['model']['rc']}): no service to wait for is known", **result)
+        result["wait"] = stack.wait(services)
     read_at = time.time()
     containers = stack.containers()
     logs, log_values = stack.logs(containers)
     result.update(
         now=read_at,
         containers=containers,
-        config_hashes=stack.config_hashes() if params["config_hashes"] and not params["compose_v1"] else {},
+        config_hashes=stack.config_hashes() if params["config_hashes"] else {},
         images=stack.images(containers) if params["images"] else [],
         env_file=env_file_state(params["env_file"], params["env_file_rendered"]),
         logs=logs,

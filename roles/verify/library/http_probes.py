@@ -19,7 +19,8 @@ description:
     upload endpoint takes it), optionally with C(Authorization: Bearer <bearer_token>). Probes
     run side by side; each is sent again, C(delay) seconds apart and at most C(retries) more
     times, until its status is one of C(expect).
-  - Redirects are followed for GET only (as the uri module's C(follow_redirects=safe)).
+  - Redirects are followed for GET only (as the uri module's C(follow_redirects=safe)); no proxy
+    is used (the probes are for the host's own containers).
   - The token travels in the module's arguments (never a process argument) and is never returned.
 options:
   probes:
@@ -93,6 +94,8 @@ def send(opener, probe, token, upload, timeout):
         return error.code, ""
     except (urllib.error.URLError, OSError) as error:
         return -1, str(getattr(error, "reason", error))
+    except Exception as error:  # a malformed answer or URL (http.client, ValueError): the probe failed, not the module
+        return -1, f"{type(error).__name__}: {error}"
 
 
 def probe_until_expected(opener, probe, params):
@@ -119,7 +122,9 @@ def main():
     )
     params = module.params
     context = ssl.create_default_context() if params["validate_certs"] else ssl._create_unverified_context()
-    opener = urllib.request.build_opener(urllib.request.HTTPSHandler(context=context), _NoPostRedirects())
+    # No proxy: the probes go to the host's own containers, and the token must reach only them.
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}), urllib.request.HTTPSHandler(context=context),
+                                         _NoPostRedirects())
     # Probes of one host at once: their waits for a slow or restarting service overlap.
     with ThreadPoolExecutor(max_workers=max(len(params["probes"]), 1)) as pool:
         results = list(pool.map(lambda probe: probe_until_expected(opener, probe, params), params["probes"]))
