@@ -141,8 +141,6 @@ FAULTS = [
     Fault("backend stopped", lambda stack, _: docker_cli("stop", f"{stack.name}-backend"),
           "backend is not running as it should", names("backend", "container", "running", "exited"),
           evidence="nginx http via nginx upload with API key: "),
-    Fault("worker killed", lambda stack, _: docker_cli("kill", f"{stack.name}-worker"),
-          "worker is not running as it should", names("worker", "container", "running", "exited")),
     Fault("a value edited on the host", lambda stack, _: edit_env_file(
         stack, lambda text: text.replace("RATE_LIMIT_PER_MINUTE='60'", "RATE_LIMIT_PER_MINUTE='5'")),
           "the env file on the host differs from the inventory (RATE_LIMIT_PER_MINUTE) and the containers do not run what it says",

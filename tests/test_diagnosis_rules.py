@@ -151,6 +151,20 @@ def test_compose_unable_to_read_its_files_gets_no_command_that_would_reuse_them(
     assert found["cause"] == "compose cannot resolve the compose files with the env file" and found["command"] == ""
 
 
+def test_a_service_that_crashes_at_start_on_its_code_gets_no_command():
+    [found] = causes(replaced(healthy(), item("backend", "container", "running", "restarting"),
+                              item("backend", "logs", "ImportError", "3 in recent lines", ok=True, warn=True)))
+    assert found["cause"].startswith("backend crashes at start on an error in the application code")
+    assert found["command"] == "" and not found["remediation_fixes"]
+
+
+def test_a_name_error_at_request_time_names_no_crash_at_start():
+    # diagnose's own upload provokes production's NameError; the backend is unhealthy for another reason
+    found = causes(replaced(healthy(), item("backend", "container", "running", "running, unhealthy"),
+                            item("backend", "logs", "NameError", "1 in recent lines", ok=True, warn=True)))
+    assert found[0]["cause"].startswith("backend is not running as it should")
+
+
 def test_a_code_bug_at_request_time_gets_no_command():
     [found] = causes(replaced(healthy(), item("backend", "http via direct", "upload with API key", "answered 500"),
                               item("backend", "logs", "NameError", "2 in recent lines", ok=True, warn=True)))

@@ -14,8 +14,11 @@ or is "" where no command of this tool does (a code bug, a compose file to fix b
 import re
 from urllib.parse import urlsplit
 
-CODE_ERRORS = ("ImportError", "ModuleNotFoundError", "NameError", "SyntaxError")
-REQUEST_ERRORS = ("Traceback",) + CODE_ERRORS
+# Raised when the code is loaded, so at start: a container that fails with one in its log
+# crashes on its code. A NameError is raised where the code runs (production's was at request
+# time), so it names no crash at start.
+START_ERRORS = ("ImportError", "ModuleNotFoundError", "SyntaxError")
+REQUEST_ERRORS = ("Traceback", "NameError") + START_ERRORS
 STALE = ("config hash", "started after env file", "image", "env")
 # nginx's error log (https://nginx.org/en/docs/http/ngx_http_upstream_module.html): each kind of
 # failure told by nginx's own words, its named group taking the upstream the line names
@@ -124,9 +127,9 @@ def diagnose_causes(items, context):
 
     # A service that does not start because of its own code: nothing but a code fix helps.
     for service in list(roots):
-        code_errors = evidence.logged(service, CODE_ERRORS)
+        code_errors = evidence.logged(service, START_ERRORS)
         down = failing_services[service]
-        if code_errors and down["state"].split(",")[0] in STOPPED + ("restarting",):
+        if code_errors:
             cause(f"{service} crashes at start on an error in the application code ({', '.join(i['item'] for i in code_errors)}): "
                   "a rebuild of the same code will not fix it, and remediation would only restart the crash", 98,
                   [down] + code_errors, roots.pop(service) + http + stale_items,
