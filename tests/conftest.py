@@ -23,7 +23,7 @@ from canary import canary_hits, canary_secrets
 REPO = Path(__file__).resolve().parents[1]
 VENV_BIN = REPO / ".venv" / "bin"
 PROJECT_LABEL = "com.docker.compose.project"
-# Production's healthcheck intervals, checked every 2 s: the tests' stacks start in seconds.
+# Production's healthcheck intervals, checked every 3 s: the tests' stacks start in seconds.
 QUICK_COMPOSE_FILES = ["docker-compose.prod.yml", "docker-compose.quick-health.yml"]
 # The stand-in's nginx serves https with a self-signed certificate.
 urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)

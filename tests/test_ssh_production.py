@@ -192,16 +192,19 @@ def test_read_only_commands_over_ssh_change_nothing(production, command):
     assert production.state() == before
 
 
+# A benchmark, not a check of its own (the README's remediation over SSH is proven above): run
+# when asked, since two more remediations cost the suite a minute of the 2-core machine.
+@pytest.mark.skipif("I2M_BENCH_ROUNDS" not in os.environ, reason="a benchmark: set I2M_BENCH_ROUNDS to run it")
 def test_remediate_wall_time_over_ssh_against_local_connection(production):
     """Both end healthy; the wall times (the stack already up; I2M_BENCH_ROUNDS rounds of one
-    run each, alternating, default 1) are printed for benchmarks/results.md:
+    run each, alternating) are printed for benchmarks/results.md:
     `I2M_BENCH_ROUNDS=3 .venv/bin/pytest tests/test_ssh_production.py -s -k wall_time`."""
     local = production.variant("local-connection", {HOST: {"ansible_connection": "local",
                                                             "ansible_python_interpreter": "{{ ansible_playbook_python }}"}},
                                # This machine's root needs no become, as the embedded default
                                {"ansible_become": False})
     seconds = {"ssh": [], "local": []}
-    for _ in range(int(os.environ.get("I2M_BENCH_ROUNDS", "1"))):
+    for _ in range(int(os.environ["I2M_BENCH_ROUNDS"])):
         for connection, inventory in [("ssh", production.inventory), ("local", local)]:
             started = time.monotonic()
             code, document = production.document("remediate", inventory=inventory)
