@@ -5,6 +5,7 @@ of environment entry production's compose file has, every form of compose's inte
 import sys
 
 import pytest
+import yaml
 from conftest import REPO
 
 sys.path.insert(0, str(REPO / "roles/drift/filter_plugins"))
@@ -122,6 +123,13 @@ def test_every_interpolation_form_is_read_with_compose_rules():
     }
 
 
+def test_the_model_is_read_the_same_from_compose_configs_yaml_text():
+    text = yaml.safe_dump(MODEL, default_flow_style=False)
+    def places(found):
+        return sorted(tuple(sorted(item.items())) for item in found)
+    assert places(compose_interpolations(text)) == places(compose_interpolations(MODEL))
+
+
 def test_variables_without_a_default_that_the_env_file_does_not_set_are_named_with_their_places():
     env_keys = {"REDIS_PASSWORD", "PLAIN", "FLOWER_BASIC_AUTH", "API_KEY", "COMPOSE_PROJECT_NAME"}
     assert compose_unset_variables(compose_interpolations(MODEL), env_keys) == [
@@ -150,3 +158,11 @@ def test_a_plain_value_that_breaks_a_healthcheck_is_named_too():
     assert compose_unsafe_command_values(compose_interpolations(model), {"POSTGRES_USER": "image 2 model"}) == [
         "postgres: healthcheck uses POSTGRES_USER"]
     assert compose_unsafe_command_values(compose_interpolations(model), {"POSTGRES_USER": "image2model"}) == []
+
+
+def test_a_secret_wins_over_a_plain_value_of_the_same_key_as_in_the_env_file():
+    model = {"services": {"postgres": {"healthcheck": {"test": ["CMD-SHELL", "pg_isready -U ${POSTGRES_USER}"]}}}}
+    interpolations = compose_interpolations(model)
+    assert compose_unsafe_command_values(interpolations, {"POSTGRES_USER": "plain"}, {"POSTGRES_USER": "has space"}) == [
+        "postgres: healthcheck uses POSTGRES_USER"]
+    assert compose_unsafe_command_values(interpolations, {"POSTGRES_USER": "has space"}, {"POSTGRES_USER": "plain"}) == []

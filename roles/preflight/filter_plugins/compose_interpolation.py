@@ -1,7 +1,7 @@
 """Filters of the preflight role: the variables a compose model interpolates, and the inputs
 that would make compose interpolate them wrongly.
 
-The model is `compose config --no-interpolate`'s output, parsed. Compose's interpolation rules
+The model is `compose config --no-interpolate`'s output, its YAML text or parsed. Compose's interpolation rules
 (https://docs.docker.com/reference/compose-file/interpolation/): `$VAR` and `${VAR}` take the
 variable as it is (empty when unset, with only a warning); `${VAR:-default}` and
 `${VAR-default}` give a default; `${VAR:?error}` and `${VAR?error}` stop compose when it is unset;
@@ -11,6 +11,8 @@ Problems name services and keys, never a value.
 
 import re
 
+import yaml
+
 REFERENCE = re.compile(r"\$\$|\$\{(?P<braced>[A-Za-z_][A-Za-z0-9_]*)(?P<modifier>:?[-?+])?|\$(?P<plain>[A-Za-z_][A-Za-z0-9_]*)")
 # Fields whose interpolated text ends up in a command line that a shell or compose splits.
 COMMAND_FIELDS = ("command", "entrypoint", "healthcheck")
@@ -19,9 +21,13 @@ SHELL_BREAKING = re.compile(r"[\s'\"$\\`]")
 
 
 def compose_interpolations(model):
-    """Every interpolation in a compose model: dicts with variable, service ('' outside
-    services), field (the service's key, or the top-level key) and needs_value (true for `$VAR`,
-    `${VAR}` and the `?` forms: compose has no default for them)."""
+    """Every interpolation in a compose model (a mapping, or its YAML text, read with PyYAML's C
+    loader where there is one: Ansible's from_yaml costs ten times more, on every task that
+    reads the model): dicts with variable, service ('' outside services), field (the service's
+    key, or the top-level key) and needs_value (true for `$VAR`, `${VAR}` and the `?` forms:
+    compose has no default for them)."""
+    if isinstance(model, str):
+        model = yaml.load(model, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     found = []
     for section, body in (model or {}).items():
         places = body.items() if section == "services" and isinstance(body, dict) else [("", {section: body})]
@@ -57,14 +63,22 @@ def compose_unset_variables(interpolations, env_keys):
     return [f"{variable} ({', '.join(sorted(where))})" for variable, where in sorted(places.items())]
 
 
-def compose_unsafe_command_values(interpolations, values):
+def compose_unsafe_command_values(interpolations, values, secrets=None):
     """Env values (secrets or not: production's postgres healthcheck takes POSTGRES_USER) that
     compose pastes into a command, entrypoint or healthcheck and that hold a character breaking a
     shell word (space, quote, $, backslash, backquote): a sorted list of 'service: field uses KEY'
-    lines."""
-    return sorted({f"{found['service']}: {found['field']} uses {found['variable']}" for found in interpolations
-                   if found["field"] in COMMAND_FIELDS and found["variable"] in values
-                   and SHELL_BREAKING.search(str(values[found["variable"]]))})
+    lines. A key in secrets wins over the same key in values, as in the env file. Only the values
+    of the keys pasted into commands are read: each value of an inventory costs a templating."""
+    secrets = secrets or {}
+    unsafe = set()
+    for found in interpolations:
+        variable = found["variable"]
+        if found["field"] not in COMMAND_FIELDS or (variable not in secrets and variable not in values):
+            continue
+        value = secrets[variable] if variable in secrets else values[variable]
+        if SHELL_BREAKING.search(str(value)):
+            unsafe.add(f"{found['service']}: {found['field']} uses {variable}")
+    return sorted(unsafe)
 
 
 class FilterModule:

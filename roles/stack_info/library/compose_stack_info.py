@@ -111,6 +111,11 @@ options:
     type: list
     elements: str
     default: []
+  lock_dir:
+    description: The stack's lock folder (the stack_guard role's); when given, whether it exists and its
+      holder file are read first, in the same run, so that a reader knows whether a remediation held the
+      stack while it was read.
+    type: path
 author: i2m-ops
 """
 
@@ -158,6 +163,10 @@ wait:
   description: C({ready, waited_s, not_ready}); not_ready names each service not ready, with why.
   type: dict
   returned: when wait_timeout is above 0
+lock:
+  description: C({exists, holder}), whether C(lock_dir) exists and the text of its C(holder) file (C("") when it has none).
+  type: dict
+  returned: when lock_dir is given
 """
 
 PROJECT_LABEL = "com.docker.compose.project"
@@ -419,6 +428,16 @@ class Stack:
             events.wait()
 
 
+def lock_state(lock_dir):
+    """Whether the lock folder exists, and its holder file's text ("" when it has none or it cannot be read)."""
+    try:
+        with open(os.path.join(lock_dir, "holder"), encoding="utf-8", errors="replace") as holder:
+            text = holder.read().strip()
+    except OSError:
+        text = ""
+    return {"exists": os.path.isdir(lock_dir), "holder": text}
+
+
 def main():
     module = AnsibleModule(
         argument_spec={
@@ -439,13 +458,17 @@ def main():
             "wait_timeout": {"type": "int", "default": 0},
             "wait_services": {"type": "list", "elements": "str", "default": []},
             "wait_replacing": {"type": "list", "elements": "str", "default": []},
+            "lock_dir": {"type": "path"},
         },
         supports_check_mode=True,
     )
     stack = Stack(module)
     params = module.params
     unread = {"ok": None, "rc": None, "unset_variables": [], "services": {}}
-    result = {"changed": False, "model": stack.model() if params["read_model"] else unread}
+    result = {"changed": False}
+    if params["lock_dir"]:
+        result["lock"] = lock_state(params["lock_dir"])
+    result["model"] = stack.model() if params["read_model"] else unread
     if params["wait_timeout"] > 0:
         services = params["wait_services"] or list(result["model"]["services"])
         if not services:
