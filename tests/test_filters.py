@@ -15,7 +15,7 @@ sys.path.insert(0, str(REPO / "roles/stack_info/library"))
 from compose_interpolation import (compose_interpolations, compose_unsafe_command_values,  # noqa: E402
                                    compose_unset_variables)
 from drift import drift_image_items, drift_image_reference  # noqa: E402  (roles' filters, not a package)
-from compose_stack_info import container_summary, fingerprint, model_services  # noqa: E402  (the module's pure functions)
+from compose_stack_info import container_summary, fingerprint, lock_state, model_services  # noqa: E402  (the module's pure functions)
 from verify import verify_env_checks, verify_service_checks  # noqa: E402
 
 
@@ -166,3 +166,12 @@ def test_a_secret_wins_over_a_plain_value_of_the_same_key_as_in_the_env_file():
     assert compose_unsafe_command_values(interpolations, {"POSTGRES_USER": "plain"}, {"POSTGRES_USER": "has space"}) == [
         "postgres: healthcheck uses POSTGRES_USER"]
     assert compose_unsafe_command_values(interpolations, {"POSTGRES_USER": "has space"}, {"POSTGRES_USER": "plain"}) == []
+
+
+def test_the_lock_is_read_as_free_held_with_its_holder_or_held_with_none(tmp_path):
+    lock = tmp_path / ".i2m-lock"
+    assert lock_state(str(lock)) == {"exists": False, "holder": ""}
+    lock.mkdir()
+    assert lock_state(str(lock)) == {"exists": True, "holder": ""}  # a run stopped between mkdir and its holder
+    (lock / "holder").write_text('{"pid": 42, "run_id": "r1"}\n')
+    assert lock_state(str(lock)) == {"exists": True, "holder": '{"pid": 42, "run_id": "r1"}'}
