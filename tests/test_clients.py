@@ -37,7 +37,7 @@ def client_run(stack, command: list, cwd: Path, env: dict) -> str:
     output = done.stdout + done.stderr
     assert not canary_hits(output, stack.secrets)
     assert done.returncode == 0, output[-3000:]
-    assert "TASK [verify : Probe the endpoints, direct and through nginx]" in output
+    assert "TASK [verify : Probe every endpoint at once" in output
     assert untracked_files() == before
     return output
 

@@ -25,17 +25,25 @@ INTERRUPTED = 130
 
 
 def start_remediation(stack, artifacts, vars_file: Path | None = None):
-    """`i2m-ops remediate` in the background; returns the process once it holds the stack's lock,
-    with the holder's fields."""
+    """`i2m-ops remediate` in the background; returns the process once it holds the stack's lock
+    (the holder names this process: not a lock a previous run left), with the holder's fields."""
     process = subprocess.Popen([str(VENV_BIN / "i2m-ops"), "remediate", "--json", "-e", f"@{vars_file or stack.vars_file()}",
                                 "--artifacts-dir", str(artifacts)],
                                cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     holder = stack.project_dir / ".i2m-lock" / "holder"
     deadline = time.monotonic() + 300
-    while not holder.is_file() or not holder.read_text().strip():
+    while (fields := holder_fields(holder)).get("cli_pid") != process.pid:
         assert time.monotonic() < deadline and process.poll() is None, "the remediation never took the stack's lock"
         time.sleep(0.2)
-    return process, json.loads(holder.read_text())
+    return process, fields
+
+
+def holder_fields(holder: Path) -> dict:
+    """The lock holder's fields; {} while there is none or it is being written."""
+    try:
+        return json.loads(holder.read_text())
+    except (OSError, ValueError):
+        return {}
 
 
 def finish(stack, process):
