@@ -129,6 +129,10 @@ def test_the_model_is_read_the_same_from_compose_configs_yaml_text():
         return sorted(tuple(sorted(item.items())) for item in found)
     assert places(compose_interpolations(text)) == places(compose_interpolations(MODEL))
 
+    class ModuleOutput(str):
+        """What a registered module output is to a filter on ansible-core 2.17 and 2.18 (AnsibleUnsafeText)."""
+    assert places(compose_interpolations(ModuleOutput(text))) == places(compose_interpolations(MODEL))
+
 
 def test_variables_without_a_default_that_the_env_file_does_not_set_are_named_with_their_places():
     env_keys = {"REDIS_PASSWORD", "PLAIN", "FLOWER_BASIC_AUTH", "API_KEY", "COMPOSE_PROJECT_NAME"}

@@ -103,7 +103,11 @@ def test_a_held_stack_lock_stops_remediation_with_exit_3_and_diagnose_with_5_and
 def test_a_lock_whose_holder_process_is_gone_is_taken_over_with_a_message(stack):
     gone = subprocess.Popen(["true"])
     gone.wait()
-    write_holder(stack, gone.pid)
+    lock = write_holder(stack, gone.pid)
+    code, document = stack.cli("drift")  # a dead lock is no remediation: the stack is read past it
+    assert code != REMEDIATION_IN_PROGRESS and document["lock_held"] == {}, document.get("failed_tasks")
+    assert document["drift"]["localhost"] and document["failed_tasks"] == [], document["outcome"]
+    assert lock.is_dir(), "drift broke a lock: only unlock and remediate do"
     code, document = stack.cli("remediate")
     assert code == 0, document.get("failed_tasks")
     assert f"pid {gone.pid}, run test-holder" in document["lock_broken"]["localhost"]

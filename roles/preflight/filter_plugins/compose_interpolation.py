@@ -9,6 +9,7 @@ variable as it is (empty when unset, with only a warning); `${VAR:-default}` and
 Problems name services and keys, never a value.
 """
 
+import io
 import re
 
 import yaml
@@ -27,7 +28,9 @@ def compose_interpolations(model):
     key, or the top-level key) and needs_value (true for `$VAR`, `${VAR}` and the `?` forms:
     compose has no default for them)."""
     if isinstance(model, str):
-        model = yaml.load(model, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+        # libyaml reads a plain str or a stream only, and a module's output reaches a filter as a
+        # subclass of str (AnsibleUnsafeText on ansible-core 2.17 and 2.18): read it as a stream.
+        model = yaml.load(io.StringIO(model), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     found = []
     for section, body in (model or {}).items():
         places = body.items() if section == "services" and isinstance(body, dict) else [("", {section: body})]

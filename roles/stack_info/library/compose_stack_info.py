@@ -113,8 +113,9 @@ options:
     default: []
   lock_dir:
     description: The stack's lock folder (the stack_guard role's); when given, whether it exists and its
-      holder file are read first, in the same run, so that a reader knows whether a remediation held the
-      stack while it was read.
+      holder file are read first, in the same run. While the folder exists the stack is in the middle of
+      a change (or its lock is dead), so nothing else is read and only C(lock) is returned, for the
+      caller to judge the holder and read again without C(lock_dir) when the lock is dead.
     type: path
 author: i2m-ops
 """
@@ -468,6 +469,8 @@ def main():
     result = {"changed": False}
     if params["lock_dir"]:
         result["lock"] = lock_state(params["lock_dir"])
+        if result["lock"]["exists"]:
+            module.exit_json(**result)  # a stack mid-change: a failed or half-done read would hide it
     result["model"] = stack.model() if params["read_model"] else unread
     if params["wait_timeout"] > 0:
         services = params["wait_services"] or list(result["model"]["services"])
