@@ -49,8 +49,16 @@ def write_markers(stack) -> dict:
 
 def assert_markers(stack, markers: dict, redis_password: str | None = None) -> None:
     """Everything write_markers wrote is still there (redis_password: redis's, if it changed since)."""
-    assert redis_command(stack, "GET", "i2m:test:marker", password=redis_password) == "written-before"
-    assert psql(stack, "SELECT note FROM i2m_marker") == "written-before"
+    found = redis_command(stack, "GET", "i2m:test:marker", password=redis_password)
+    assert found == "written-before", f"redis holds {found!r}"
+    found = psql(stack, "SELECT note FROM i2m_marker")
+    assert found == "written-before", f"postgres holds {found!r}"
     for service, path in VOLUME_FILES:
-        assert run_in(stack, service, "cat", path) == "written-before"
-    assert run_in(stack, "backend", "ls", f"/app/uploads/{markers['job_id']}").split() == ["marker.png"]
+        found = run_in(stack, service, "cat", path)
+        assert found == "written-before", f"{path} in {service} holds {found!r}"
+    backend = stack.container("backend")
+    folder = f"/app/uploads/{markers['job_id']}"
+    found = run_in(stack, "backend", "ls", "-a", folder).split()
+    assert found == [".", "..", "marker.png"], (
+        f"{folder} in {backend.name} (image {backend.image.id[:19]}; {len(stack.containers('backend'))} backend container(s)) "
+        f"holds {found}; /app/uploads holds {run_in(stack, 'backend', 'ls', '-la', '/app/uploads')}")
